@@ -1,0 +1,62 @@
+"""HTTP clients with the same methods as the in-process modules, for the microservices.
+
+Answers from a peer keep their status and message; a peer that cannot be reached becomes a
+503 naming the peer, so the caller sees which dependency failed.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from .errors import ShopError
+from .observability import outbound_headers
+
+
+class RemoteModule:
+    def __init__(self, name: str, base_url: str, timeout_s: float) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+
+    def call(self, method: str, path: str, json: dict | None = None) -> dict:
+        try:
+            response = self._http.request(method, path, json=json, headers=outbound_headers())
+        except httpx.TimeoutException as err:
+            raise ShopError(503, f"{self.name} did not answer in time", module=self.name) from err
+        except httpx.TransportError as err:
+            raise ShopError(503, f"{self.name} is unavailable ({err.__class__.__name__})", module=self.name) from err
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": response.text[:200]}
+        if response.status_code >= 400:
+            status = response.status_code if response.status_code < 500 else 503
+            message = body.get("error", f"{self.name} answered {response.status_code}")
+            details = {k: v for k, v in body.items() if k != "error"}
+            details.setdefault("module", self.name)
+            raise ShopError(status, message, **details)
+        return body
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class RemoteCatalog(RemoteModule):
+    def get_product(self, product_id: str) -> dict:
+        return self.call("GET", f"/api/products/{product_id}")
+
+
+class RemoteInventory(RemoteModule):
+    def reserve(self, order_id: str, items: list[dict]) -> dict:
+        return self.call("POST", "/api/inventory/reservations", {"order_id": order_id, "items": items})
+
+    def release(self, order_id: str) -> dict:
+        return self.call("DELETE", f"/api/inventory/reservations/{order_id}")
+
+
+class RemotePayments(RemoteModule):
+    def charge(self, order_id: str, amount_cents: int, card: str) -> dict:
+        return self.call("POST", "/api/payments", {"order_id": order_id, "amount_cents": amount_cents, "card": card})
+
+    def refund(self, order_id: str) -> dict:
+        return self.call("POST", f"/api/payments/{order_id}/refund")

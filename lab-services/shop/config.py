@@ -1,0 +1,84 @@
+"""Configuration: defaults, then an optional YAML file, then SHOP_* environment variables.
+
+Twelve-factor style: the same code and image run anywhere; only configuration changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+SERVICES = ("monolith", "gateway", "catalog", "inventory", "payments", "orders")
+MODULES = ("catalog", "inventory", "payments", "orders")
+
+
+@dataclass
+class Settings:
+    service: str = "monolith"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: str = "./data"
+    version: str = "blue"  # shown in X-Served-By, used by the blue-green lab
+    instance: str = ""  # shown in X-Instance; empty means hostname:port (a pod name on Kubernetes)
+    product_count: int = 200  # products seeded into an empty catalog
+    initial_stock: int = 1000  # units of each product seeded into an empty inventory
+    upstream_timeout_s: float = 5.0
+    catalog_url: str = "http://127.0.0.1:8101"
+    orders_url: str = "http://127.0.0.1:8102"
+    payments_url: str = "http://127.0.0.1:8103"
+    inventory_url: str = "http://127.0.0.1:8104"
+    otel_exporter: str = "none"  # none | console | otlp
+    otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    log_level: str = "INFO"
+    recovery_age_s: float = 30.0  # pending orders older than this are undone
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.data_dir) / f"{self.service}.sqlite3"
+
+
+def _coerce(value: str, like: object) -> object:
+    if isinstance(like, bool):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(like, int):
+        return int(value)
+    if isinstance(like, float):
+        return float(value)
+    return value
+
+
+def load_settings(overrides: dict | None = None, environ: dict | None = None) -> Settings:
+    """Build settings from defaults < SHOP_CONFIG_FILE (YAML) < SHOP_* env < overrides."""
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    known = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
+    values: dict = {}
+    config_file = environ.get("SHOP_CONFIG_FILE")
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise SystemExit(f"SHOP_CONFIG_FILE={config_file} does not exist; fix the path or unset it")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"{config_file} must hold a YAML mapping of setting: value")
+        unknown = set(loaded) - known
+        if unknown:
+            raise SystemExit(f"{config_file}: unknown settings {sorted(unknown)}; known: {sorted(known)}")
+        values.update(loaded)
+    for name in known:
+        env_value = environ.get(f"SHOP_{name.upper()}")
+        if env_value is not None:
+            values[name] = _coerce(env_value, getattr(settings, name))
+    values.update(overrides or {})
+    settings = dataclasses.replace(settings, **values)
+    if not settings.instance:
+        settings.instance = f"{socket.gethostname()}:{settings.port}"
+    if settings.service not in SERVICES:
+        raise SystemExit(f"unknown service {settings.service!r}; choose one of {', '.join(SERVICES)}")
+    return settings

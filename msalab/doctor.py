@@ -1,0 +1,86 @@
+"""`python -m msalab doctor`: is this machine ready for the labs? Each problem comes with
+the command that fixes it."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import psutil
+
+from . import paths, ports
+
+MIN_FREE_MEMORY_GIB = 2.0
+MIN_FREE_DISK_GIB = 5.0
+NEEDED_MODULES = ("fastapi", "uvicorn", "httpx", "prometheus_client", "opentelemetry.sdk", "matplotlib",
+                  "nbval", "jupyter_book")
+
+
+@dataclass
+class Finding:
+    ok: bool
+    what: str
+    fix: str = ""
+    blocking: bool = True  # False: needed only by later parts (Docker for images)
+
+
+def python_version() -> Finding:
+    ok = sys.version_info >= (3, 11)
+    return Finding(ok, f"Python {sys.version.split()[0]} (3.11 or newer needed)",
+                   "install Python 3.11+ and run: make setup")
+
+
+def packages() -> Finding:
+    missing = [m for m in NEEDED_MODULES if importlib.util.find_spec(m) is None]
+    return Finding(not missing, "course Python packages installed" + (f" (missing: {', '.join(missing)})" if missing else ""),
+                   "make setup   (creates .venv from requirements.txt)")
+
+
+def docker() -> Finding:
+    if shutil.which("docker") is None:
+        return Finding(False, "Docker is not installed (needed to build images, Part III)",
+                       "make setup (installs docker.io on Debian/Ubuntu) or install Docker Desktop", blocking=False)
+    probe = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return Finding(False, "Docker is installed but its engine is not running",
+                       "make setup (starts dockerd on Linux) or start Docker Desktop", blocking=False)
+    return Finding(True, f"Docker engine {probe.stdout.strip()} running", blocking=False)
+
+
+def memory() -> Finding:
+    free = psutil.virtual_memory().available / 2**30
+    return Finding(free >= MIN_FREE_MEMORY_GIB, f"{free:.1f} GiB memory available ({MIN_FREE_MEMORY_GIB} GiB needed)",
+                   "close other programs, or run python -m msalab shop stop to stop lab services")
+
+
+def disk() -> Finding:
+    free = shutil.disk_usage(paths.state_dir()).free / 2**30
+    return Finding(free >= MIN_FREE_DISK_GIB, f"{free:.1f} GiB disk free at {paths.state_dir()} ({MIN_FREE_DISK_GIB} GiB needed)",
+                   "free disk space, or make clean to remove what the course built")
+
+
+def lab_ports() -> list[Finding]:
+    findings = []
+    for service, numbers in ports.LAB_PORTS.items():
+        for port in numbers:
+            if not ports.is_free(port):
+                findings.append(Finding(False, f"port {port} ({service}) is in use by {ports.who_uses(port)}",
+                                        "python -m msalab shop stop   (if a lab left it running); otherwise stop that program"))
+    if not findings:
+        findings.append(Finding(True, f"lab ports free ({len(sum(ports.LAB_PORTS.values(), []))} ports, 8000-8122)"))
+    return findings
+
+
+def run() -> int:
+    findings = [python_version(), packages(), memory(), disk(), *lab_ports(), docker()]
+    for f in findings:
+        mark = "ok  " if f.ok else ("FAIL" if f.blocking else "warn")
+        print(f"[{mark}] {f.what}")
+        if not f.ok:
+            print(f"       fix: {f.fix}")
+    blocking = [f for f in findings if not f.ok and f.blocking]
+    print("\nready for the labs" if not blocking else f"\n{len(blocking)} problem(s) to fix before the labs")
+    return 1 if blocking else 0

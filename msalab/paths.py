@@ -1,0 +1,33 @@
+"""Where things live. Everything the course creates outside the repository is under
+state_dir() (default ~/.cache/msalab), so `make clean` can remove all of it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+LAB_SERVICES = REPO / "lab-services"
+
+
+def state_dir() -> Path:
+    path = Path(os.environ.get("MSALAB_HOME", Path.home() / ".cache" / "msalab"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_dir() -> Path:
+    """One JSON file per running service process: how `stop` finds what labs started."""
+    path = state_dir() / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir(deployment: str) -> Path:
+    return state_dir() / "data" / deployment
+
+
+def versions() -> dict:
+    return yaml.safe_load((REPO / "versions.yaml").read_text())

@@ -1,0 +1,60 @@
+"""The few plots the labs draw (matplotlib)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from .load import LoadResult
+
+
+def bars(values: dict[str, float], title: str, unit: str = "MiB", ax=None):
+    ax = ax or plt.subplots(figsize=(7, 3.2))[1]
+    bars_ = ax.bar(list(values), list(values.values()), color="#4c78a8")
+    ax.bar_label(bars_, fmt="%.0f")
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=20)
+    plt.tight_layout()
+    return ax
+
+
+def timeline(result: LoadResult, title: str, events: dict[str, float] | None = None,
+             color_by: str = "status", ax=None):
+    """Each request as a dot: when it was sent, how long it took; failures in red."""
+    ax = ax or plt.subplots(figsize=(8, 3.2))[1]
+    groups: dict[str, list] = {}
+    for s in result.samples:
+        key = ("failed" if not 200 <= s.status < 300 else
+               (s.upstream or "ok") if color_by == "upstream" else "ok")
+        groups.setdefault(key, []).append(s)
+    palette = iter(["#4c78a8", "#54a24b", "#f58518", "#b279a2", "#9d755d"])
+    for key, samples in sorted(groups.items()):
+        color = "#e45756" if key == "failed" else next(palette)
+        ax.scatter([s.t for s in samples], [max(s.ms, 0.1) for s in samples], s=8, label=f"{key} ({len(samples)})",
+                   color=color)
+    for label, t in (events or {}).items():
+        ax.axvline(t, color="grey", linestyle="--")
+        ax.text(t, ax.get_ylim()[1], f" {label}", va="top", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    plt.tight_layout()
+    return ax
+
+
+def latency_cdf(series: dict[str, list[float]], title: str, ax=None):
+    """Cumulative distribution of latencies: how many requests finished within x ms."""
+    ax = ax or plt.subplots(figsize=(7, 3.2))[1]
+    for label, values in series.items():
+        values = sorted(values)
+        ax.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("share of requests")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    plt.tight_layout()
+    return ax
