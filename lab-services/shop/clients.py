@@ -33,7 +33,8 @@ class RemoteModule:
             status = response.status_code if response.status_code < 500 else 503
             message = body.get("error", f"{self.name} answered {response.status_code}")
             details = {k: v for k, v in body.items() if k != "error"}
-            details.setdefault("module", self.name)
+            if status >= 500:  # a 4xx passes through unchanged, as the monolith would answer it
+                details.setdefault("module", self.name)
             raise ShopError(status, message, **details)
         return body
 

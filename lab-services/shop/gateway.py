@@ -101,6 +101,7 @@ def create_gateway(settings: Settings) -> FastAPI:
         service = PREFIXES.get(prefix)
         if service is None:
             raise ShopError(404, f"no route for /api/{prefix}; routes: {', '.join('/api/' + p for p in PREFIXES)}")
+        request.state.route_label = f"/api/{prefix}"
         upstream = routes.upstream(service)
         headers = {k: v for k, v in request.headers.items() if k in FORWARDED_HEADERS}
         headers.update(outbound_headers())

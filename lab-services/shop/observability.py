@@ -120,7 +120,9 @@ def instrument(app, service: str, version: str, tracer: trace.Tracer, metrics: M
                 finally:
                     # Inside the span, so the access line carries this request's trace id.
                     elapsed = time.perf_counter() - started
-                    route = getattr(request.scope.get("route"), "path", "unmatched")
+                    # A route template, never the raw path, keeps label cardinality low.
+                    route = getattr(request.state, "route_label", None) or getattr(
+                        request.scope.get("route"), "path", "unmatched")
                     metrics.requests.labels(service, request.method, route, str(status)).inc()
                     metrics.duration.labels(service, request.method, route).observe(elapsed)
                     span.set_attribute("http.response.status_code", status)

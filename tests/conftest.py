@@ -1,0 +1,67 @@
+"""Shared fixtures: real shop processes on free ports, under a private MSALAB_HOME."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from msalab import ports, shop
+
+TEST_ENV = {"SHOP_PRODUCT_COUNT": "50", "SHOP_INITIAL_STOCK": "50", "SHOP_RECOVERY_AGE_S": "1"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_state(tmp_path_factory):
+    """Tests never touch a learner's lab state, and leave nothing behind."""
+    old = os.environ.get("MSALAB_HOME")
+    os.environ["MSALAB_HOME"] = str(tmp_path_factory.mktemp("msalab-home"))
+    yield
+    from msalab import procs
+
+    procs.stop_all()
+    if old is None:
+        os.environ.pop("MSALAB_HOME", None)
+    else:
+        os.environ["MSALAB_HOME"] = old
+
+
+def start_monolith(name: str) -> shop.Monolith:
+    return shop.Monolith(name, port=ports.free_port(), env=TEST_ENV).start()
+
+
+def start_microservices(name: str) -> shop.Microservices:
+    port_of = {s: ports.free_port() for s in shop.Microservices.SERVICES}
+    return shop.Microservices(name, port_of=port_of, env=TEST_ENV).start()
+
+
+@pytest.fixture(scope="module")
+def monolith():
+    deployment = start_monolith("test-monolith")
+    yield deployment
+    deployment.cleanup()
+
+
+@pytest.fixture(scope="module")
+def microservices():
+    deployment = start_microservices("test-microservices")
+    yield deployment
+    deployment.cleanup()
+
+
+@pytest.fixture(params=["monolith", "microservices"])
+def deployment(request):
+    """Each API test runs against both shapes of the shop."""
+    deployment = request.getfixturevalue(request.param)
+    deployment.client.reset_faults()
+    if isinstance(deployment, shop.Microservices):
+        for name in ("catalog", "inventory", "payments", "orders"):
+            deployment.service_client(name).reset_faults()
+    return deployment
+
+
+def fault_client(deployment, module: str) -> shop.ShopClient:
+    """Where a module's fault knobs live: the monolith itself, or the module's service."""
+    if isinstance(deployment, shop.Monolith):
+        return deployment.client
+    return deployment.service_client(module)
