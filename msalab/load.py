@@ -10,9 +10,14 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+import os
+
 from tqdm.auto import tqdm
 
 from .shop import Reply
+
+# Progress bars are for people; runs that store outputs (make labs, nbval) turn them off.
+QUIET = bool(os.environ.get("MSALAB_NO_PROGRESS"))
 
 
 @dataclass
@@ -22,6 +27,7 @@ class Sample:
     status: int
     upstream: str
     error: str
+    kind: str = "request"
 
 
 class LoadResult:
@@ -58,14 +64,18 @@ class LoadResult:
 
 
 class Stream:
-    """Sends `call()` at a steady rate from a few worker threads until stopped.
+    """Sends requests at a steady rate from a few worker threads until stopped.
 
-    The schedule does not wait for slow answers (an open loop), so a slow or failing
-    service shows up as latency and errors instead of as a silently lower rate.
+    `calls` is one function returning a Reply, or a dict {kind: function} taken in turn
+    (e.g. {"browse": ..., "order": ...}). The schedule does not wait for slow answers (an
+    open loop), so a slow or failing service shows up as latency and errors instead of as
+    a silently lower rate.
     """
 
-    def __init__(self, call: Callable[[], Reply], rate_per_s: float = 20, workers: int = 16) -> None:
-        self.call, self.rate, self.workers = call, rate_per_s, workers
+    def __init__(self, calls: Callable[[], Reply] | dict[str, Callable[[], Reply]], rate_per_s: float = 20,
+                 workers: int = 16) -> None:
+        self.calls = calls if isinstance(calls, dict) else {"request": calls}
+        self.rate, self.workers = rate_per_s, workers
         self._ticks: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._samples: list[Sample] = []
@@ -93,13 +103,26 @@ class Stream:
             self._ticks.put(None)
 
     def _work(self) -> None:
+        kinds = list(self.calls)
         while (tick := self._ticks.get()) is not None:
             t = time.perf_counter() - self._started
-            reply = self.call()
-            sample = Sample(t, reply.ms, reply.status, reply.headers.get("x-upstream", reply.headers.get("x-served-by", "")),
-                            reply.error or str(reply.body.get("error", "")))
+            kind = kinds[tick % len(kinds)]
+            reply = self.calls[kind]()
+            upstream = reply.headers.get("x-upstream", reply.headers.get("x-served-by", ""))
+            sample = Sample(t, reply.ms, reply.status, upstream, reply.error or str(reply.body.get("error", "")), kind)
             with self._lock:
                 self._samples.append(sample)
+
+    def elapsed(self) -> float:
+        """Seconds since the stream started: use it to mark events on the timeline."""
+        return time.perf_counter() - self._started
+
+    def wait(self, seconds: float, label: str = "streaming") -> None:
+        """Let the stream run for a while, with a progress bar."""
+        steps = max(1, int(seconds * 10))
+        for _ in tqdm(range(steps), desc=label, leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}|",
+                      disable=QUIET):
+            time.sleep(seconds / steps)
 
     def stop(self) -> LoadResult:
         self._stop.set()
@@ -114,13 +137,10 @@ class Stream:
         self._stop.set()
 
 
-def run(call: Callable[[], Reply], rate_per_s: float, duration_s: float, label: str = "load") -> LoadResult:
+def run(calls, rate_per_s: float, duration_s: float, label: str = "load") -> LoadResult:
     """A steady stream for `duration_s` seconds, with a progress bar."""
-    stream = Stream(call, rate_per_s).start()
-    with tqdm(total=int(duration_s), desc=label, unit="s") as bar:
-        for _ in range(int(duration_s)):
-            time.sleep(1)
-            bar.update(1)
+    stream = Stream(calls, rate_per_s).start()
+    stream.wait(duration_s, label)
     return stream.stop()
 
 
@@ -129,7 +149,7 @@ def latencies(call: Callable[[], Reply], n: int, warmup: int = 20, label: str = 
     for _ in range(warmup):
         call()
     result = []
-    for _ in tqdm(range(n), desc=label, leave=False):
+    for _ in tqdm(range(n), desc=label, leave=False, disable=QUIET):
         reply = call()
         if not reply.ok:
             raise RuntimeError(f"a measured request failed: {reply!r}")

@@ -18,6 +18,15 @@ def state_dir() -> Path:
     return path
 
 
+def cache_dir() -> Path:
+    """Builds and downloads, keyed by version; kept apart so tests with a private
+    MSALAB_HOME still reuse them (MSALAB_CACHE moves it)."""
+    default = Path.home() / ".cache" / "msalab" / "cache"
+    path = Path(os.environ.get("MSALAB_CACHE", default))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def run_dir() -> Path:
     """One JSON file per running service process: how `stop` finds what labs started."""
     path = state_dir() / "run"

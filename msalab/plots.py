@@ -24,14 +24,19 @@ def timeline(result: LoadResult, title: str, events: dict[str, float] | None = N
     ax = ax or plt.subplots(figsize=(8, 3.2))[1]
     groups: dict[str, list] = {}
     for s in result.samples:
-        key = ("failed" if not 200 <= s.status < 300 else
-               (s.upstream or "ok") if color_by == "upstream" else "ok")
+        fine = 200 <= s.status < 300
+        if color_by == "kind":
+            key = f"{s.kind} {'ok' if fine else 'failed'}"
+        else:
+            key = "failed" if not fine else (s.upstream or "ok") if color_by == "upstream" else "ok"
         groups.setdefault(key, []).append(s)
     palette = iter(["#4c78a8", "#54a24b", "#f58518", "#b279a2", "#9d755d"])
+    reds = iter(["#e45756", "#9e1b32", "#ff9da6"])
     for key, samples in sorted(groups.items()):
-        color = "#e45756" if key == "failed" else next(palette)
-        ax.scatter([s.t for s in samples], [max(s.ms, 0.1) for s in samples], s=8, label=f"{key} ({len(samples)})",
-                   color=color)
+        failed = key.endswith("failed")
+        ax.scatter([s.t for s in samples], [max(s.ms, 0.1) for s in samples], s=14 if failed else 8,
+                   marker="x" if failed else "o", color=next(reds) if failed else next(palette),
+                   label=f"{key} ({len(samples)})")
     for label, t in (events or {}).items():
         ax.axvline(t, color="grey", linestyle="--")
         ax.text(t, ax.get_ylim()[1], f" {label}", va="top", fontsize=8)
@@ -58,3 +63,15 @@ def latency_cdf(series: dict[str, list[float]], title: str, ax=None):
     ax.legend()
     plt.tight_layout()
     return ax
+
+
+def table(rows: list[dict], columns: list[str] | None = None):
+    """Show rows as an HTML table in a notebook (plain text elsewhere)."""
+    from html import escape
+
+    from IPython.display import HTML
+
+    columns = columns or (list(rows[0]) if rows else [])
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>" for r in rows)
+    return HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")

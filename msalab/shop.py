@@ -135,6 +135,10 @@ class Deployment:
         stop_all(self.name)  # also what an earlier run (another kernel) left behind
         self._wipe()
 
+    def database_files(self) -> list:
+        """Every SQLite database this deployment has written (one per owner of data)."""
+        return sorted(self.data.rglob("*.sqlite3"))
+
     def memory_mb(self) -> dict[str, float]:
         return {name: proc.memory_mb() for name, proc in self.procs.items() if proc.alive()}
 
@@ -213,13 +217,21 @@ class Microservices(Deployment):
         self._start([proc])
         return proc
 
-    def route(self, service: str, *procs: ServiceProcess) -> Reply:
-        """Make the gateway send `service` traffic to these copies (round-robin)."""
-        reply = self.client.request("PUT", f"/admin/routes/{service}", json={"urls": [p.url for p in procs]})
-        if not reply.ok:
-            raise LabError(f"the gateway refused the route change: {reply.body.get('error')}",
-                           "check that the new copies are running and ready")
-        return reply
+    # Who calls whom: a switch must reach every caller, not only the front door.
+    CALLERS = {"catalog": ("gateway", "orders"), "inventory": ("gateway", "orders"),
+               "payments": ("gateway", "orders"), "orders": ("gateway",)}
+
+    def route(self, service: str, *procs: ServiceProcess) -> list[Reply]:
+        """Make every caller of `service` send its requests to these copies (round-robin)."""
+        replies = []
+        for caller in self.CALLERS[service]:
+            reply = self.service_client(caller).request("PUT", f"/admin/routes/{service}",
+                                                        json={"urls": [p.url for p in procs]})
+            if not reply.ok:
+                raise LabError(f"{caller} refused the route change: {reply.body.get('error')}",
+                               "check that the new copies are running and ready")
+            replies.append(reply)
+        return replies
 
     def scale(self, service: str, copies: int, first_port: int = ports.CATALOG_COPIES) -> list[ServiceProcess]:
         """Run `copies` copies of one service behind the gateway; the others stay as they are."""

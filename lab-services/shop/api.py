@@ -23,6 +23,7 @@ from .inventory import Inventory
 from .observability import Metrics, instrument, make_tracer, setup_logging
 from .orders import Orders
 from .payments import Payments
+from .routing import Upstreams, routes_router
 
 log = logging.getLogger("shop")
 
@@ -226,12 +227,16 @@ def build_modules(settings: Settings, faults: FaultBoard) -> dict:
         modules["payments"] = Payments(db, faults)
     if "orders" in served:
         timeout = settings.upstream_timeout_s
+        if settings.service == "orders":  # the peers are other processes, found by URL
+            upstreams = Upstreams({"catalog": settings.catalog_url, "inventory": settings.inventory_url,
+                                   "payments": settings.payments_url})
+            modules["upstreams"] = upstreams
         modules["orders"] = Orders(
             db,
             faults,
-            catalog=modules.get("catalog") or RemoteCatalog("catalog", settings.catalog_url, timeout),
-            inventory=modules.get("inventory") or RemoteInventory("inventory", settings.inventory_url, timeout),
-            payments=modules.get("payments") or RemotePayments("payments", settings.payments_url, timeout),
+            catalog=modules.get("catalog") or RemoteCatalog("catalog", upstreams, timeout),
+            inventory=modules.get("inventory") or RemoteInventory("inventory", upstreams, timeout),
+            payments=modules.get("payments") or RemotePayments("payments", upstreams, timeout),
         )
     return {"db": db, **modules}
 
@@ -263,6 +268,8 @@ def create_app(settings: Settings) -> FastAPI:
         if undone:
             log.warning("undid orders left pending by an earlier crash", extra={"count": undone})
         _start_recovery(parts["orders"], settings.recovery_age_s)
+    if "upstreams" in parts:
+        app.include_router(routes_router(parts["upstreams"]))
     app.include_router(operations_router(faults, [("database", parts["db"].ping)]))
     add_metrics_route(app, metrics)
     app.state.settings, app.state.faults, app.state.parts = settings, faults, parts

@@ -10,17 +10,19 @@ import httpx
 
 from .errors import ShopError
 from .observability import outbound_headers
+from .routing import Upstreams
 
 
 class RemoteModule:
-    def __init__(self, name: str, base_url: str, timeout_s: float) -> None:
+    def __init__(self, name: str, upstreams: Upstreams, timeout_s: float) -> None:
         self.name = name
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        self.upstreams = upstreams
+        self._http = httpx.Client(timeout=timeout_s)
 
     def call(self, method: str, path: str, json: dict | None = None) -> dict:
+        url = self.upstreams.pick(self.name) + path
         try:
-            response = self._http.request(method, path, json=json, headers=outbound_headers())
+            response = self._http.request(method, url, json=json, headers=outbound_headers())
         except httpx.TimeoutException as err:
             raise ShopError(503, f"{self.name} did not answer in time", module=self.name) from err
         except httpx.TransportError as err:

@@ -1,14 +1,13 @@
 """The gateway: the shop's single entry point. It routes by path prefix to the services.
 
-Its route table can be changed at run time (PUT /admin/routes/{service}), which is how the
-blue-green lab moves traffic from one copy of a service to another without a failed request:
-the gateway checks that the new copy is ready, then sends every new request there, while
+Its route table (routing.Upstreams) can be changed at run time, which is how the blue-green
+lab moves traffic from one copy of a service to another without a failed request: the
+gateway checks that the new copy is ready, then sends every new request there, while
 requests already on their way to the old copy finish there.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 
@@ -20,6 +19,7 @@ from . import __version__
 from .config import Settings
 from .errors import ShopError
 from .faults import FaultBoard
+from .routing import Upstreams, routes_router
 from .observability import Metrics, instrument, make_tracer, outbound_headers, setup_logging
 
 log = logging.getLogger("shop.gateway")
@@ -28,51 +28,12 @@ PREFIXES = {"products": "catalog", "orders": "orders", "inventory": "inventory",
 FORWARDED_HEADERS = ("content-type", "idempotency-key", "accept")
 
 
-class RouteTable:
-    """Service name -> list of upstream URLs; requests take them in turn (round-robin)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._lock = threading.Lock()
-        self._turn = itertools.count()
-        self._routes = {
-            "catalog": [settings.catalog_url],
-            "orders": [settings.orders_url],
-            "inventory": [settings.inventory_url],
-            "payments": [settings.payments_url],
-        }
-
-    def snapshot(self) -> dict:
-        with self._lock:
-            return {name: list(urls) for name, urls in self._routes.items()}
-
-    def upstream(self, service: str) -> str:
-        with self._lock:
-            urls = self._routes[service]
-            return urls[next(self._turn) % len(urls)]
-
-    def switch(self, service: str, urls: list[str], http: httpx.Client) -> dict:
-        """Point a route at new upstreams, but only once every one of them is ready."""
-        if service not in self._routes:
-            raise ShopError(404, f"no route for {service!r}; routes: {', '.join(self._routes)}")
-        urls = [u.rstrip("/") for u in urls]
-        for url in urls:
-            try:
-                probe = http.get(f"{url}/health/ready", timeout=2)
-            except httpx.HTTPError as err:
-                raise ShopError(409, f"refusing to switch {service}: {url} cannot be reached ({err.__class__.__name__})")
-            if probe.status_code != 200:
-                raise ShopError(409, f"refusing to switch {service}: {url} is not ready ({probe.status_code})")
-        with self._lock:
-            previous, self._routes[service] = self._routes[service], urls
-        log.info("route switched", extra={"route": service, "from": previous, "to": urls})
-        return {"service": service, "urls": urls, "previous": previous}
-
-
 def create_gateway(settings: Settings) -> FastAPI:
     setup_logging("gateway", settings.version, settings.log_level)
     faults = FaultBoard(["gateway"])
     metrics = Metrics("gateway")
-    routes = RouteTable(settings)
+    routes = Upstreams({"catalog": settings.catalog_url, "orders": settings.orders_url,
+                        "inventory": settings.inventory_url, "payments": settings.payments_url})
     http = httpx.Client(timeout=settings.upstream_timeout_s, limits=httpx.Limits(max_connections=200))
     app = FastAPI(title="shop: gateway", version=__version__)
 
@@ -83,17 +44,7 @@ def create_gateway(settings: Settings) -> FastAPI:
                make_tracer("gateway", settings.otel_exporter, settings.otel_endpoint), metrics,
                settings.instance)
 
-    @app.get("/admin/routes")
-    def list_routes() -> dict:
-        return routes.snapshot()
-
-    @app.put("/admin/routes/{service}")
-    def switch_route(service: str, body: dict) -> dict:
-        urls = body.get("urls")
-        if (not isinstance(urls, list) or not urls
-                or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls)):
-            raise ShopError(422, 'body must be {"urls": ["http://host:port", ...]} with at least one URL')
-        return routes.switch(service, urls, http)
+    app.include_router(routes_router(routes))
 
     @app.api_route("/api/{prefix}{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
     def proxy(prefix: str, rest: str, request: Request, body: bytes = b"") -> Response:
@@ -102,7 +53,7 @@ def create_gateway(settings: Settings) -> FastAPI:
         if service is None:
             raise ShopError(404, f"no route for /api/{prefix}; routes: {', '.join('/api/' + p for p in PREFIXES)}")
         request.state.route_label = f"/api/{prefix}"
-        upstream = routes.upstream(service)
+        upstream = routes.pick(service)
         headers = {k: v for k, v in request.headers.items() if k in FORWARDED_HEADERS}
         headers.update(outbound_headers())
         try:

@@ -1,0 +1,72 @@
+"""Where a service finds the services it calls: name -> list of URLs, taken in turn.
+
+The gateway routes customers' requests with it, and the orders service its own calls to
+catalog, inventory and payments. Both can be re-pointed at run time (PUT /admin/routes/NAME),
+which is how a blue-green switch moves every caller, not just the front door. (Part II
+replaces this hand-made table with a service registry, Part III with Kubernetes Services.)
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+
+import httpx
+from fastapi import APIRouter
+
+from .errors import ShopError
+
+log = logging.getLogger("shop.routing")
+
+
+class Upstreams:
+    def __init__(self, routes: dict[str, str]) -> None:
+        self._lock = threading.Lock()
+        self._turn = itertools.count()
+        self._routes = {name: [url.rstrip("/")] for name, url in routes.items()}
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {name: list(urls) for name, urls in self._routes.items()}
+
+    def pick(self, name: str) -> str:
+        with self._lock:
+            urls = self._routes[name]
+            return urls[next(self._turn) % len(urls)]
+
+    def switch(self, name: str, urls: list[str], http: httpx.Client) -> dict:
+        """Point a route at new upstreams, but only once every one of them is ready."""
+        if name not in self._routes:
+            raise ShopError(404, f"no route for {name!r}; routes: {', '.join(self._routes)}")
+        urls = [u.rstrip("/") for u in urls]
+        for url in urls:
+            try:
+                probe = http.get(f"{url}/health/ready", timeout=2)
+            except httpx.HTTPError as err:
+                raise ShopError(409, f"refusing to switch {name}: {url} cannot be reached ({err.__class__.__name__})")
+            if probe.status_code != 200:
+                raise ShopError(409, f"refusing to switch {name}: {url} is not ready ({probe.status_code})")
+        with self._lock:
+            previous, self._routes[name] = self._routes[name], urls
+        log.info("route switched", extra={"route": name, "from": previous, "to": urls})
+        return {"service": name, "urls": urls, "previous": previous}
+
+
+def routes_router(upstreams: Upstreams) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+    probe = httpx.Client()
+
+    @router.get("/admin/routes")
+    def list_routes() -> dict:
+        return upstreams.snapshot()
+
+    @router.put("/admin/routes/{name}")
+    def switch_route(name: str, body: dict) -> dict:
+        urls = body.get("urls")
+        if (not isinstance(urls, list) or not urls
+                or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls)):
+            raise ShopError(422, 'body must be {"urls": ["http://host:port", ...]} with at least one URL')
+        return upstreams.switch(name, urls, probe)
+
+    return router

@@ -1,0 +1,300 @@
+"""`python -m msalab images list|build [--offline]`: the course's container images.
+
+The shop image is built from a wheelhouse (pip download on the host) because pip inside a
+build may not reach PyPI. Its base is the official slim Python image; a machine that cannot
+pull any image builds an equivalent base from Debian packages (debootstrap + docker import).
+Everything downloaded is cached under paths.cache_dir(), so a second build is quick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import paths
+from .errors import LabError
+
+DOCKER_FIX = "make setup (Linux: installs and starts Docker) or start Docker Desktop (macOS/Windows)"
+# An imported root file system has no image config; give it what a base image is expected to have.
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PULL_TIMEOUT_S = 120  # a blocked registry fails in well under a second; a slow one still gets time
+BUILD_TIMEOUT_S = 1800
+
+
+# --- Docker engine ---------------------------------------------------------------------
+
+def _docker(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def docker_available() -> bool:
+    """True when a docker client is installed and its engine answers."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        probe = _docker("info", "--format", "{{.ServerVersion}}", timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    # Some clients exit 0 with an empty answer when the engine is down: check both.
+    return probe.returncode == 0 and bool(probe.stdout.strip())
+
+
+def _require_docker() -> None:
+    if not docker_available():
+        raise LabError("Docker is not installed or its engine is not running", DOCKER_FIX)
+
+
+def image_present(ref: str) -> bool:
+    return _docker("image", "inspect", "--format", "{{.Id}}", ref).returncode == 0
+
+
+def engine_arch() -> str:
+    """The engine's architecture (not the client's: Docker Desktop may run another one)."""
+    arch = _docker("info", "--format", "{{.Architecture}}").stdout.strip()
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+    if arch not in ("x86_64", "aarch64"):
+        raise LabError(f"unsupported Docker engine architecture {arch!r}", "use an x86_64 or arm64 machine")
+    return arch
+
+
+# --- what the course uses (versions.yaml) ------------------------------------------------
+
+def _images() -> dict:
+    return paths.versions()["images"]
+
+
+def shop_ref() -> str:
+    shop = _images()["shop"]
+    return f"{shop['name']}:{shop['tag']}"
+
+
+def offline_base_ref() -> str:
+    offline = _images()["python-base"]["offline"]
+    return f"{offline['name']}:{offline['tag']}"
+
+
+def course_images() -> list[tuple[str, str, str]]:
+    """(role, image ref, how to get it) for every image pinned in versions.yaml."""
+    rows = []
+    for key, spec in _images().items():
+        if "name" in spec:
+            rows.append((key, f"{spec['name']}:{spec['tag']}", "python -m msalab images build"))
+        if "upstream" in spec:
+            rows.append((key, spec["upstream"], "pulled from Docker Hub by images build"))
+        if "offline" in spec:
+            rows.append((f"{key} (offline)", f"{spec['offline']['name']}:{spec['offline']['tag']}",
+                         "python -m msalab images build --offline"))
+    return rows
+
+
+def cache_dir(*parts: str) -> Path:
+    path = paths.cache_dir().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --- progress ----------------------------------------------------------------------------
+
+@contextmanager
+def _step(number: int, total: int, label: str):
+    """One line per step: the label now, the outcome and time when it ends."""
+    print(f"[{number}/{total}] {label} ...", end=" ", flush=True)
+    start = time.monotonic()
+    outcome: list[str] = []
+    try:
+        yield outcome
+    except BaseException:
+        print(f"failed after {time.monotonic() - start:.1f} s", flush=True)
+        raise
+    print(f"{' '.join(outcome) or 'done'} in {time.monotonic() - start:.1f} s", flush=True)
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+# --- step 1: wheelhouse ------------------------------------------------------------------
+
+def wheelhouse(arch: str) -> tuple[Path, bool]:
+    """Linux wheels for requirements.txt, for the image's Python; (dir, reused from cache)."""
+    requirements = paths.LAB_SERVICES / "requirements.txt"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    dest = cache_dir("wheels") / f"{digest}-{arch}"
+    if dest.is_dir():  # only complete downloads are renamed into place
+        return dest, True
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    # Binary wheels for the engine's Linux, whatever OS this host runs: no compiler needed.
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+               "--only-binary=:all:", "--platform", f"manylinux2014_{arch}",
+               "--python-version", str(paths.versions()["python"]), "--implementation", "cp",
+               "-r", str(requirements), "-d", str(partial)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    if result.returncode != 0:
+        raise LabError(f"pip could not download the service wheels:\n{_tail(result.stderr)}",
+                       "check that this machine reaches PyPI (set HTTPS_PROXY behind a proxy), then rerun")
+    partial.rename(dest)
+    return dest, False
+
+
+# --- step 2: base image ------------------------------------------------------------------
+
+def _pull(ref: str) -> bool:
+    try:
+        return _docker("pull", "--quiet", ref, timeout=PULL_TIMEOUT_S).returncode == 0
+    except subprocess.TimeoutExpired:  # the engine cancels the pull when the client goes
+        return False
+
+
+def base_image(offline: bool | None) -> tuple[str, str]:
+    """(image ref, how it was obtained). offline: True = Debian base, False = must pull,
+    None = pull if possible, else fall back to the Debian base."""
+    upstream = _images()["python-base"]["upstream"]
+    if not offline:
+        if image_present(upstream):
+            return upstream, "present"
+        if _pull(upstream):
+            return upstream, "pulled"
+        if offline is False:
+            raise LabError(f"cannot pull {upstream} (no registry reachable?)",
+                           "python -m msalab images build --offline   (builds the base from Debian packages)")
+    ref, why = offline_base_ref(), "" if offline else f" ({upstream} cannot be pulled)"
+    if image_present(ref):
+        return ref, f"present{why}"
+    print("building from Debian packages, about a minute ...", end=" ", flush=True)
+    _import_rootfs(debootstrap_rootfs(), ref)
+    return ref, f"built{why}"
+
+
+def _check_can_debootstrap() -> None:
+    """debootstrap needs Linux, the tool itself, and root (it runs chroot and mknod)."""
+    if not sys.platform.startswith("linux"):
+        raise LabError("the offline base image is built with debootstrap, which needs Linux",
+                       "run on Linux, or on a machine that can pull images: python -m msalab images build")
+    if not (shutil.which("debootstrap") or Path("/usr/sbin/debootstrap").exists()):
+        raise LabError("debootstrap is not installed (needed for the offline base image)",
+                       "sudo apt-get install debootstrap")
+    if os.geteuid() != 0:
+        raise LabError("building the offline base image needs root (debootstrap runs chroot)",
+                       "sudo -E env PATH=\"$PATH\" python -m msalab images build --offline")
+
+
+def debootstrap_rootfs() -> Path:
+    """A minimal Debian with Python, cached by suite, packages, arch and mirror."""
+    spec = _images()["python-base"]["offline"]
+    packages = sorted(spec["packages"])
+    mirror = spec.get("mirror", "http://deb.debian.org/debian")
+    key = hashlib.sha256(f"{spec['suite']} {packages} {os.uname().machine} {mirror}".encode()).hexdigest()[:16]
+    dest = cache_dir("rootfs") / f"{spec['suite']}-{key}"
+    if dest.is_dir():
+        return dest
+    _check_can_debootstrap()
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
+    result = subprocess.run([debootstrap, "--variant=minbase", f"--include={','.join(packages)}",
+                             spec["suite"], str(partial), mirror],
+                            capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    if result.returncode != 0:
+        raise LabError(f"debootstrap failed:\n{_tail(result.stdout + result.stderr)}",
+                       f"check that this machine reaches {mirror}, then rerun")
+    # Package lists and downloaded .debs are only needed to install: keep them out of the image.
+    for leftover in ("var/lib/apt/lists", "var/cache/apt/archives"):
+        for item in (partial / leftover).glob("*"):
+            if item.is_file():
+                item.unlink()
+    partial.rename(dest)
+    return dest
+
+
+def _import_rootfs(rootfs: Path, ref: str) -> None:
+    """tar the root file system into `docker import`, giving it a PATH and a default command."""
+    tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    result = subprocess.run(["docker", "import", "--change", f"ENV PATH={BASE_PATH}",
+                             "--change", 'CMD ["python3"]', "-", ref],
+                            stdin=tar.stdout, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    tar.stdout.close()
+    if tar.wait() != 0 or result.returncode != 0:
+        raise LabError(f"could not import {rootfs} as {ref}:\n{_tail(result.stderr)}",
+                       f"remove {rootfs} and rerun python -m msalab images build --offline")
+
+
+# --- step 3: docker build ----------------------------------------------------------------
+
+def _build_context(into: Path, wheels: Path) -> None:
+    """Only what the Dockerfile needs: no caches, data or secrets from the repository."""
+    shutil.copy(paths.REPO / _images()["shop"]["dockerfile"], into / "Dockerfile")
+    shutil.copy(paths.LAB_SERVICES / "requirements.txt", into / "requirements.txt")
+    (into / "wheels").mkdir()
+    for wheel in wheels.glob("*.whl"):
+        shutil.copy(wheel, into / "wheels" / wheel.name)
+    shutil.copytree(paths.LAB_SERVICES / "shop", into / "shop",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.sqlite3*"))
+
+
+def docker_build(ref: str, base: str, wheels: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="msalab-build-") as context:
+        _build_context(Path(context), wheels)
+        result = _docker("build", "--build-arg", f"BASE_IMAGE={base}",
+                         "--label", f"org.opencontainers.image.version={ref.rsplit(':', 1)[1]}",
+                         "--label", f"org.opencontainers.image.base.name={base}",
+                         "-t", ref, context, timeout=BUILD_TIMEOUT_S)
+    if result.returncode != 0:
+        raise LabError(f"docker build of {ref} failed:\n{_tail(result.stdout + result.stderr)}",
+                       "fix the error above (lab-services/Dockerfile), then rerun python -m msalab images build")
+
+
+def image_size_mb(ref: str) -> float:
+    return int(_docker("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip() or 0) / 1e6
+
+
+def build_shop_image(offline: bool | None = None) -> str:
+    """Build msalab/shop:<pinned tag> and return its reference. offline: see base_image()."""
+    _require_docker()
+    ref, arch, start = shop_ref(), engine_arch(), time.monotonic()
+    with _step(1, 3, f"wheelhouse for linux/{arch}") as outcome:
+        wheels, reused = wheelhouse(arch)
+        outcome.append(f"{len(list(wheels.glob('*.whl')))} wheels {'reused from cache' if reused else 'downloaded'}")
+    with _step(2, 3, "base image") as outcome:
+        base, how = base_image(offline)
+        outcome.append(f"{base} {how}")
+    with _step(3, 3, f"docker build {ref}") as outcome:
+        docker_build(ref, base, wheels)
+        outcome.append(f"{image_size_mb(ref):.0f} MB")
+    print(f"built {ref} in {time.monotonic() - start:.1f} s")
+    return ref
+
+
+# --- command line ------------------------------------------------------------------------
+
+def list_images() -> int:
+    running = docker_available()
+    for role, ref, how in course_images():
+        state = ("present" if image_present(ref) else "missing") if running else "unknown"
+        print(f"{role:<22} {ref:<34} {state:<8} {how}")
+    if not running:
+        print(f"Docker is not running, so presence is unknown.\n  fix: {DOCKER_FIX}")
+        return 1
+    return 0
+
+
+def main(action: str, offline: bool = False) -> int:
+    try:
+        if action == "list":
+            return list_images()
+        if action == "build":
+            # Without --offline: pull the official base if possible, else fall back to Debian.
+            build_shop_image(offline=True if offline else None)
+            return 0
+    except LabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"unknown action {action!r}; use list or build", file=sys.stderr)
+    return 2
