@@ -16,8 +16,10 @@ from tqdm.auto import tqdm
 
 from .shop import Reply
 
-# Progress bars are for people; runs that store outputs (make labs, nbval) turn them off.
-QUIET = bool(os.environ.get("MSALAB_NO_PROGRESS"))
+
+def _quiet() -> bool:
+    """Progress bars are for people; runs that store outputs (make labs, nbval) turn them off."""
+    return bool(os.environ.get("MSALAB_NO_PROGRESS"))
 
 
 @dataclass
@@ -121,7 +123,7 @@ class Stream:
         """Let the stream run for a while, with a progress bar."""
         steps = max(1, int(seconds * 10))
         for _ in tqdm(range(steps), desc=label, leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}|",
-                      disable=QUIET):
+                      disable=_quiet()):
             time.sleep(seconds / steps)
 
     def stop(self) -> LoadResult:
@@ -149,7 +151,7 @@ def latencies(call: Callable[[], Reply], n: int, warmup: int = 20, label: str = 
     for _ in range(warmup):
         call()
     result = []
-    for _ in tqdm(range(n), desc=label, leave=False, disable=QUIET):
+    for _ in tqdm(range(n), desc=label, leave=False, disable=_quiet()):
         reply = call()
         if not reply.ok:
             raise RuntimeError(f"a measured request failed: {reply!r}")

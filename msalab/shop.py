@@ -107,6 +107,14 @@ class Deployment:
         self.name = name
         self.data = paths.data_dir(name)
         self.procs: dict[str, ServiceProcess] = {}
+        self._clients: dict[str, ShopClient] = {}
+
+    def _client_for(self, url: str) -> ShopClient:
+        """One client (one connection pool) per address: a new connection per request
+        would add its own cost to every measurement."""
+        if url not in self._clients:
+            self._clients[url] = ShopClient(url)
+        return self._clients[url]
 
     def __getitem__(self, name: str) -> ServiceProcess:
         if name not in self.procs:
@@ -183,7 +191,7 @@ class Monolith(Deployment):
 
     @property
     def client(self) -> ShopClient:
-        return ShopClient(self._copy(0).url)
+        return self._client_for(self._copy(0).url)
 
 
 class Microservices(Deployment):
@@ -253,7 +261,7 @@ class Microservices(Deployment):
 
     @property
     def client(self) -> ShopClient:
-        return ShopClient(f"http://127.0.0.1:{self.port_of['gateway']}")
+        return self._client_for(f"http://127.0.0.1:{self.port_of['gateway']}")
 
     def service_client(self, name: str) -> ShopClient:
-        return ShopClient(self[name].url)
+        return self._client_for(self[name].url)

@@ -1,0 +1,60 @@
+# Two commands on a fresh machine: `make up` (set up and start JupyterLab) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JUPYTER_FLAGS := --notebook-dir=labs --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
+NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 -p no:cacheprovider
+
+.PHONY: up setup venv docker images book test test-services test-labs bench labs clean
+
+up: setup
+	$(PY) -m msalab doctor || true
+	$(VENV)/bin/jupyter lab $(JUPYTER_FLAGS)
+
+## setup: Python environment, Docker engine (where it can be installed), lab images, the book
+setup: venv docker images book
+
+venv: $(STAMP)
+$(STAMP): requirements.txt lab-services/requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: install it, or run make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# Docker is needed for the images (and Part III), not for the Part I labs: a machine
+# without it still gets everything else, with a message saying how to add it.
+docker:
+	@scripts/ensure-docker.sh || echo "continuing without Docker: images are skipped (python -m msalab doctor says more)"
+
+images: venv
+	@if docker info >/dev/null 2>&1; then $(PY) -m msalab images build; \
+	else echo "images: skipped, no Docker engine (make docker)"; fi
+
+book: venv
+	$(VENV)/bin/jupyter-book build . -W --keep-going --builder html
+
+## test: set everything up, then every test: services, image, labs (nbval), book
+test: setup test-services test-labs
+
+test-services: venv
+	MSALAB_NO_PROGRESS=1 $(VENV)/bin/pytest tests
+
+test-labs: venv
+	MSALAB_NO_PROGRESS=1 $(VENV)/bin/pytest $(NBVAL) labs; status=$$?; $(PY) -m msalab shop stop; exit $$status
+
+## labs: run every lab notebook for real and store its outputs (what the book shows)
+labs: venv
+	for nb in labs/*/*.ipynb; do \
+	  MSALAB_NO_PROGRESS=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
+	done; $(PY) -m msalab shop stop
+
+bench: venv
+	$(PY) -m bench
+
+clean:
+	-$(PY) -m msalab clean
+	rm -rf _build
