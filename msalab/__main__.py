@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
+
+import psutil
 
 from . import doctor, paths, procs
 
@@ -34,16 +37,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped {len(stopped)} lab service process(es)" + (f": {', '.join(stopped)}" if stopped else ""))
         return 0
     if args.command == "clean":
-        stopped = procs.stop_all()
-        shutil.rmtree(paths.state_dir() / "data", ignore_errors=True)
-        shutil.rmtree(paths.run_dir(), ignore_errors=True)
-        print(f"stopped {len(stopped)} process(es); removed lab data under {paths.state_dir()}")
-        return 0
+        return clean()
     if args.command == "images":
         from . import images as image_tools
 
         return image_tools.main(args.action, offline=args.offline)
     return 2
+
+
+def clean() -> int:
+    """Stop what the course started and remove what it wrote outside the repository.
+    Built images stay (docker rmi removes them); a Docker engine is stopped only if the
+    course itself started it."""
+    stopped = procs.stop_all()
+    print(f"stopped {len(stopped)} lab service process(es)")
+    if shutil.which("docker"):
+        found = subprocess.run(["docker", "ps", "-aq", "--filter", "label=msalab.course"],
+                               capture_output=True, text=True).stdout.split()
+        if found:
+            subprocess.run(["docker", "rm", "-f", *found], capture_output=True)
+        print(f"removed {len(found)} course container(s)")
+    pidfile = paths.state_dir() / "dockerd.pid"
+    if pidfile.exists():
+        pid = int(pidfile.read_text())
+        try:
+            proc = psutil.Process(pid)
+            if proc.name() == "dockerd":
+                proc.terminate()
+                proc.wait(30)
+                print(f"stopped the Docker engine the course had started (pid {pid})")
+        except psutil.Error:
+            pass
+    folders = [paths.state_dir(), paths.cache_dir()]
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"removed {', '.join(map(str, folders))} (lab data, logs, build caches)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 
 from .load import LoadResult
 
@@ -41,6 +42,8 @@ def timeline(result: LoadResult, title: str, events: dict[str, float] | None = N
         ax.axvline(t, color="grey", linestyle="--")
         ax.text(t, ax.get_ylim()[1], f" {label}", va="top", fontsize=8)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("latency (ms)")
     ax.set_title(title)
@@ -56,6 +59,8 @@ def latency_cdf(series: dict[str, list[float]], title: str, ax=None):
         values = sorted(values)
         ax.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=label)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("share of requests")
     ax.set_title(title)

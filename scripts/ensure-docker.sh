@@ -35,6 +35,8 @@ else
   # No systemd (containers, CI sandboxes): start the daemon in the background ourselves.
   echo "docker: starting dockerd (log: $log)"
   nohup dockerd >"$log" 2>&1 &
+  # Remember that the course started it, so `make clean` stops it again (and only then).
+  state="${MSALAB_HOME:-$HOME/.cache/msalab}"; mkdir -p "$state" && echo $! >"$state/dockerd.pid"
 fi
 for _ in $(seq 1 60); do engine_up && { echo "docker: engine running"; exit 0; }; sleep 1; done
 echo "docker: the engine did not start within 60 s; read $log" >&2

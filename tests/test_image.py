@@ -44,7 +44,7 @@ def catalog(request, shop_image) -> dict:
     port = ports.free_port()
     # Registered before `docker run`, so even a container that failed to start is removed.
     request.addfinalizer(lambda: docker("rm", "-f", name, check=False))
-    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080", shop_image, "catalog")
+    docker("run", "-d", "--name", name, "--label", "msalab.course=test", "-p", f"127.0.0.1:{port}:8080", shop_image, "catalog")
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, trust_env=False)
     request.addfinalizer(client.close)
     wait_ready(name, client)
