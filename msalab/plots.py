@@ -8,6 +8,13 @@ from matplotlib import ticker
 from .load import LoadResult
 
 
+def _log_scale(axis) -> None:
+    """A log axis labelled 2, 5, 10 rather than 2x10^0: latencies span decades."""
+    axis.axes.set_xscale("log") if axis.axis_name == "x" else axis.axes.set_yscale("log")
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def bars(values: dict[str, float], title: str, unit: str = "MiB", ax=None):
     ax = ax or plt.subplots(figsize=(7, 3.2))[1]
     bars_ = ax.bar(list(values), list(values.values()), color="#4c78a8")
@@ -41,9 +48,7 @@ def timeline(result: LoadResult, title: str, events: dict[str, float] | None = N
     for label, t in (events or {}).items():
         ax.axvline(t, color="grey", linestyle="--")
         ax.text(t, ax.get_ylim()[1], f" {label}", va="top", fontsize=8)
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    _log_scale(ax.yaxis)
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("latency (ms)")
     ax.set_title(title)
@@ -58,9 +63,7 @@ def latency_cdf(series: dict[str, list[float]], title: str, ax=None):
     for label, values in series.items():
         values = sorted(values)
         ax.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=label)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    _log_scale(ax.xaxis)
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("share of requests")
     ax.set_title(title)
