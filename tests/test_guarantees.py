@@ -93,3 +93,15 @@ def test_concurrent_duplicates_make_one_order(fresh):
     assert len({r.body["order_id"] for r in replies if r.status in (200, 201)}) == 1
     assert client.orders(limit=500).body["total"] == 1
     assert client.stock("p-0004").body["available"] == 49
+
+
+def test_crash_knob_ends_only_that_service(microservices):
+    reply = microservices.service_client("payments").crash("payments")
+    assert reply.status == 202
+    assert wait_until(lambda: not microservices["payments"].alive(), 5)
+    assert all(microservices[name].alive() for name in ("gateway", "catalog", "inventory", "orders"))
+    assert microservices.client.product("p-0001").status == 200
+    refused = microservices.client.order({"p-0001": 1})
+    assert refused.status == 503 and "payments" in refused.body["error"]
+    microservices.restart("payments")
+    assert microservices.client.order({"p-0001": 1}).status == 201

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
+
+from msalab import ports, procs
 
 from shop.config import load_settings
 
@@ -50,3 +54,17 @@ def test_bad_settings_file_is_explained(tmp_path, content, message):
 def test_unknown_service_is_refused():
     run = subprocess.run([sys.executable, "-m", "shop", "basket"], capture_output=True, text=True)
     assert run.returncode != 0 and "invalid choice" in run.stderr
+
+
+def test_console_exporter_writes_spans(tmp_path):
+    service = procs.ServiceProcess("traced", "catalog", ports.free_port(), tmp_path,
+                                   env={"SHOP_OTEL_EXPORTER": "console"}, deployment="test-tracing")
+    try:
+        service.start().wait_ready()
+        trace_id = httpx.get(f"{service.url}/api/products/p-0001").headers["x-trace-id"]
+        deadline = time.monotonic() + 5
+        while trace_id not in service.log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f'"trace_id": "0x{trace_id}"' in service.log_path.read_text()
+    finally:
+        service.stop()
