@@ -20,7 +20,3 @@ def that(condition: bool, what: str, fix: str) -> None:
 def status(reply, expected: int, what: str, fix: str) -> None:
     that(reply.status == expected, f"{what} (HTTP {expected})",
          f"{fix} (got {reply.status or 'no answer'}: {reply.error or reply.body.get('error', '')})")
-
-
-def done(step: str) -> None:
-    print(f"✓ {step}: all checks passed")

@@ -190,7 +190,8 @@ def debootstrap_rootfs() -> Path:
     """A minimal Debian with Python, cached by suite, packages, arch and mirror."""
     spec = _images()["python-base"]["offline"]
     packages = sorted(spec["packages"])
-    mirror = spec.get("mirror", "http://deb.debian.org/debian")
+    # No mirror in versions.yaml means debootstrap's own default; set one to use a local mirror.
+    mirror = spec.get("mirror") or os.environ.get("MSALAB_DEBIAN_MIRROR", "")
     key = hashlib.sha256(f"{spec['suite']} {packages} {os.uname().machine} {mirror}".encode()).hexdigest()[:16]
     dest = cache_dir("rootfs") / f"{spec['suite']}-{key}"
     if dest.is_dir():
@@ -199,12 +200,12 @@ def debootstrap_rootfs() -> Path:
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
-    result = subprocess.run([debootstrap, "--variant=minbase", f"--include={','.join(packages)}",
-                             spec["suite"], str(partial), mirror],
+    command = [debootstrap, "--variant=minbase", f"--include={','.join(packages)}", spec["suite"], str(partial)]
+    result = subprocess.run(command + ([mirror] if mirror else []),
                             capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     if result.returncode != 0:
         raise LabError(f"debootstrap failed:\n{_tail(result.stdout + result.stderr)}",
-                       f"check that this machine reaches {mirror}, then rerun")
+                       f"check that this machine reaches {mirror or 'the Debian mirror'} (apt-get update works), then rerun")
     # Package lists and downloaded .debs are only needed to install: keep them out of the image.
     for leftover in ("var/lib/apt/lists", "var/cache/apt/archives"):
         for item in (partial / leftover).glob("*"):

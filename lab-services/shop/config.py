@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -36,7 +36,6 @@ class Settings:
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     log_level: str = "INFO"
     recovery_age_s: float = 30.0  # pending orders older than this are undone
-    extra: dict = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:
@@ -57,7 +56,7 @@ def load_settings(overrides: dict | None = None, environ: dict | None = None) ->
     """Build settings from defaults < SHOP_CONFIG_FILE (YAML) < SHOP_* env < overrides."""
     environ = os.environ if environ is None else environ
     settings = Settings()
-    known = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
+    known = {f.name for f in dataclasses.fields(Settings)}
     values: dict = {}
     config_file = environ.get("SHOP_CONFIG_FILE")
     if config_file:
