@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     images = sub.add_parser("images", help="the course's container images")
     images.add_argument("action", choices=["list", "build"])
     images.add_argument("--offline", action="store_true", help="build the base from Debian packages (no image pull)")
+    cluster = sub.add_parser("cluster", help="the course's Kubernetes cluster")
+    cluster.add_argument("action", choices=["up", "down", "status", "kubeconfig"])
+    cluster.add_argument("--provider", choices=["kind", "offline"], help="default: kind where it can run, else offline")
+    kubectl = sub.add_parser("kubectl", help="kubectl of the cluster's version against the course cluster")
+    kubectl.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+
+    if args.command in ("cluster", "kubectl"):
+        return cluster_command(args)
 
     if args.command == "doctor":
         return doctor.run()
@@ -43,6 +52,28 @@ def main(argv: list[str] | None = None) -> int:
 
         return image_tools.main(args.action, offline=args.offline)
     return 2
+
+
+def cluster_command(args) -> int:
+    from .cluster import manage
+    from .errors import LabError
+
+    try:
+        if args.command == "kubectl":
+            return manage.kubectl([a for a in args.args if a != "--"])
+        if args.action == "up":
+            manage.up(args.provider)
+        elif args.action == "down":
+            removed = manage.down()
+            print(f"removed: {', '.join(removed) if removed else 'nothing was running'}")
+        elif args.action == "status":
+            print(json.dumps(manage.status(), indent=2))
+        else:
+            print(manage.kubeconfig())
+    except LabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def clean() -> int:

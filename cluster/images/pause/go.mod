@@ -1,0 +1,3 @@
+module msalab.local/pause
+
+go 1.24

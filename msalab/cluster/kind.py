@@ -1,0 +1,84 @@
+"""The kind provider (learners): Kubernetes in a Docker container, node image pinned by digest."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+from .. import paths
+from ..errors import LabError
+from . import gobuild
+
+CONFIG = paths.REPO / "cluster" / "kind" / "kind-config.yaml"
+ADDONS = paths.REPO / "cluster" / "addons"
+
+
+def spec() -> dict:
+    return paths.versions()["cluster"]["kind"]
+
+
+def kind_binary() -> str | None:
+    found = shutil.which("kind")
+    if found:
+        return found
+    built = gobuild.build_root("kind", spec()["version"]) / "bin" / "kind"
+    return str(built) if built.exists() else None
+
+
+def kubeconfig_path():
+    return paths.state_dir() / "cluster" / "kind.kubeconfig"
+
+
+def node_image_available() -> tuple[bool, str]:
+    """kind needs its node image: present locally, or pullable. Says why not."""
+    image = spec()["node_image"]
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
+        return True, "node image present"
+    try:
+        pull = subprocess.run(["docker", "pull", image], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return False, "pulling the node image timed out (no registry reachable?)"
+    if pull.returncode == 0:
+        return True, "node image pulled"
+    return False, f"the node image cannot be pulled: {pull.stderr.strip()[-160:]}"
+
+
+def up(images: list[str]) -> None:
+    binary = kind_binary() or str(gobuild.go_install("kind", "sigs.k8s.io/kind", spec()["version"]) / "kind")
+    name, kubeconfig = spec()["cluster_name"], kubeconfig_path()
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    existing = subprocess.run([binary, "get", "clusters"], capture_output=True, text=True).stdout.split()
+    started = time.monotonic()
+    if name not in existing:
+        print(f"[kind] creating cluster {name} from {spec()['node_image']}", flush=True)
+        subprocess.run([binary, "create", "cluster", "--name", name, "--config", str(CONFIG),
+                        "--image", spec()["node_image"], "--kubeconfig", str(kubeconfig), "--wait", "120s"], check=True)
+    else:
+        subprocess.run([binary, "export", "kubeconfig", "--name", name, "--kubeconfig", str(kubeconfig)], check=True)
+    for image in images:  # the cluster never pulls the course's own images
+        subprocess.run([binary, "load", "docker-image", image, "--name", name], check=True, capture_output=True)
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise LabError("kubectl is not installed", "install kubectl 1.33 (https://kubernetes.io/docs/tasks/tools/)")
+    subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", "apply", "-f", str(ADDONS / "metrics-server.yaml")],
+                   check=True, capture_output=True)
+    print(f"[ready] kind cluster up in {time.monotonic() - started:.0f} s; kubeconfig: {kubeconfig}", flush=True)
+
+
+def down() -> list[str]:
+    binary = kind_binary()
+    if binary is None:
+        return []
+    name = spec()["cluster_name"]
+    if name in subprocess.run([binary, "get", "clusters"], capture_output=True, text=True).stdout.split():
+        subprocess.run([binary, "delete", "cluster", "--name", name], check=True, capture_output=True)
+        kubeconfig_path().unlink(missing_ok=True)
+        return [f"kind cluster {name}"]
+    return []
+
+
+def is_up() -> bool:
+    binary = kind_binary()
+    return bool(binary) and spec()["cluster_name"] in subprocess.run(
+        [binary, "get", "clusters"], capture_output=True, text=True).stdout.split()

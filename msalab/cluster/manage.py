@@ -1,0 +1,94 @@
+"""python -m msalab cluster up|down|status|kubeconfig, and msalab kubectl -- ARGS."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+from .. import paths
+from ..errors import LabError
+from . import kind, offline
+
+PROVIDER_FILE = "provider"
+
+
+def _provider_record():
+    return paths.state_dir() / "cluster-provider"
+
+
+def choose_provider() -> tuple[str, str]:
+    """kind where kind and Docker work and images can be pulled; offline otherwise."""
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        return "offline", "Docker is not running, so kind cannot run"
+    if kind.kind_binary() is None and shutil.which("go") is None:
+        return "offline", "kind is not installed"
+    ok, why = kind.node_image_available()
+    return ("kind", why) if ok else ("offline", why)
+
+
+def current_provider() -> str | None:
+    record = _provider_record()
+    return record.read_text().strip() if record.exists() else None
+
+
+def up(provider: str | None = None) -> str:
+    if provider is None:
+        provider, why = choose_provider()
+        print(f"[cluster] provider: {provider} ({why})", flush=True)
+    active = current_provider()
+    if active and active != provider:
+        raise LabError(f"a {active} cluster is already up", "python -m msalab cluster down first")
+    from .. import images
+
+    shop_image = images.build_shop_image()
+    _provider_record().write_text(provider)
+    if provider == "kind":
+        kind.up([shop_image])
+    else:
+        offline.up([shop_image])
+    return provider
+
+
+def down() -> list[str]:
+    removed = offline.down()
+    if kind.kind_binary():
+        removed += kind.down()
+    _provider_record().unlink(missing_ok=True)
+    return removed
+
+
+def kubeconfig() -> str:
+    provider = current_provider()
+    if provider is None:
+        raise LabError("no course cluster is running", "make cluster   (python -m msalab cluster up)")
+    return str(kind.kubeconfig_path() if provider == "kind" else offline.kubeconfig_path())
+
+
+def kubectl_command() -> list[str]:
+    provider = current_provider()
+    if provider == "offline":
+        binary = offline.gobuild.build_root("kubernetes", offline.spec()["kubernetes"]["version"]) / "bin" / "kubectl"
+        return [str(binary), f"--kubeconfig={kubeconfig()}"]
+    if shutil.which("kubectl") is None:
+        raise LabError("kubectl is not installed", "install kubectl 1.33")
+    return ["kubectl", f"--kubeconfig={kubeconfig()}"]
+
+
+def status() -> dict:
+    provider = current_provider()
+    if provider is None:
+        return {"provider": None, "running": False}
+    nodes = subprocess.run([*kubectl_command(), "get", "nodes", "-o", "json"], capture_output=True, text=True)
+    info = {"provider": provider, "kubeconfig": kubeconfig(), "running": nodes.returncode == 0}
+    if nodes.returncode == 0:
+        info["nodes"] = {n["metadata"]["name"]: next(c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready")
+                         for n in json.loads(nodes.stdout)["items"]}
+    if provider == "offline":
+        info["processes"] = offline.status()["processes"]
+    return info
+
+
+def kubectl(args: list[str]) -> int:
+    return subprocess.call([*kubectl_command(), *args], env=os.environ)
