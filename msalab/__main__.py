@@ -60,7 +60,8 @@ def cluster_command(args) -> int:
 
     try:
         if args.command == "kubectl":
-            return manage.kubectl([a for a in args.args if a != "--"])
+            rest = args.args[1:] if args.args[:1] == ["--"] else args.args  # keep later `--` (exec)
+            return manage.kubectl(rest)
         if args.action == "up":
             manage.up(args.provider)
         elif args.action == "down":

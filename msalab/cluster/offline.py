@@ -289,6 +289,16 @@ def setup_bridge(net: dict) -> None:
         prefix = net["pod_cidr"].split("/")[1]
         subprocess.run(["ip", "addr", "add", f"{net['node_ip']}/{prefix}", "dev", bridge], check=True)
     subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
+    # Docker sets the FORWARD policy to DROP, and bridged pod traffic passes FORWARD
+    # (bridge-nf-call-iptables): let the pods' own bridge through, and nothing more.
+    for rule in _forward_rules(bridge):
+        if subprocess.run(["iptables", "-C", *rule], capture_output=True).returncode != 0:
+            subprocess.run(["iptables", "-I", *rule], check=True)
+
+
+def _forward_rules(bridge: str) -> list[list[str]]:
+    comment = ["-m", "comment", "--comment", "msalab cluster pods"]
+    return [["FORWARD", "-i", bridge, *comment, "-j", "ACCEPT"], ["FORWARD", "-o", bridge, *comment, "-j", "ACCEPT"]]
 
 
 def kubectl(*args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess:
@@ -334,7 +344,14 @@ def wait_system_pods(timeout_s: float = 180) -> None:
         rows = [r for r in out if r.strip()]
         return bool(rows) and all(r.startswith("Running") and "false" not in r for r in rows)
 
-    _wait("the kube-system pods", all_running, timeout_s)
+    # Three good looks in a row: a crash-looping pod can look ready for a moment.
+    streak = {"count": 0}
+
+    def steadily_running() -> bool:
+        streak["count"] = streak["count"] + 1 if all_running() else 0
+        return streak["count"] >= 3
+
+    _wait("the kube-system pods", steadily_running, timeout_s)
 
 
 # -- down ----------------------------------------------------------------------------------------
@@ -374,7 +391,11 @@ def down() -> list[str]:
     _unmount_under(KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT)
     for netns in Path("/run/netns").glob("cni-*"):
         subprocess.run(["ip", "netns", "delete", netns.name], capture_output=True)
-    subprocess.run(["ip", "link", "delete", spec()["network"]["bridge"]], capture_output=True)
+    bridge = spec()["network"]["bridge"]
+    for rule in _forward_rules(bridge):
+        while subprocess.run(["iptables", "-D", *rule], capture_output=True).returncode == 0:
+            pass
+    subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
     for folder in (KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT, home()):
         shutil.rmtree(folder, ignore_errors=True)
     return done
