@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 JUPYTER_FLAGS := --notebook-dir=labs --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 -p no:cacheprovider
 
-.PHONY: up setup venv docker images book test test-services test-labs bench labs clean
+.PHONY: up setup venv docker images book test test-services test-labs test-cluster cluster cluster-down bench bench-cluster labs clean
 
 up: setup
 	$(PY) -m msalab doctor || true
@@ -37,11 +37,28 @@ images: venv
 book: venv
 	$(VENV)/bin/jupyter-book build . -W --keep-going --builder html
 
-## test: set everything up, then every test: services, image, labs (nbval), book
-test: setup test-services test-labs
+## test: set everything up, then every test: services, image, labs (nbval), book, cluster
+test: setup test-services test-labs test-cluster
 
 test-services: venv
-	MSALAB_NO_PROGRESS=1 $(VENV)/bin/pytest tests
+	MSALAB_NO_PROGRESS=1 $(VENV)/bin/pytest tests --ignore=tests/cluster
+
+# The cluster phase brings the cluster up, runs its tests, takes it down whatever happened,
+# and checks the machine is as before (processes, links, mounts, iptables).
+test-cluster: venv
+	$(PY) -m msalab cluster footprint > .cluster-before.txt
+	$(PY) -m msalab cluster up; up=$$?; \
+	if [ $$up -eq 0 ]; then MSALAB_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests/cluster; status=$$?; else status=$$up; fi; \
+	$(PY) -m msalab cluster down; \
+	$(PY) -m msalab cluster footprint > .cluster-after.txt; \
+	diff -u .cluster-before.txt .cluster-after.txt || { echo "cluster down left the changes above"; status=1; }; \
+	rm -f .cluster-before.txt .cluster-after.txt; exit $$status
+
+cluster: venv docker
+	$(PY) -m msalab cluster up $(if $(PROVIDER),--provider $(PROVIDER),)
+
+cluster-down: venv
+	$(PY) -m msalab cluster down
 
 test-labs: venv
 	MSALAB_NO_PROGRESS=1 $(VENV)/bin/pytest $(NBVAL) labs; status=$$?; $(PY) -m msalab shop stop; exit $$status
@@ -54,6 +71,9 @@ labs: venv
 
 bench: venv
 	$(PY) -m bench
+
+bench-cluster: venv
+	$(PY) -m bench.cluster
 
 clean:
 	-$(PY) -m msalab clean

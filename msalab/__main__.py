@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     images.add_argument("action", choices=["list", "build"])
     images.add_argument("--offline", action="store_true", help="build the base from Debian packages (no image pull)")
     cluster = sub.add_parser("cluster", help="the course's Kubernetes cluster")
-    cluster.add_argument("action", choices=["up", "down", "status", "kubeconfig"])
+    cluster.add_argument("action", choices=["up", "down", "status", "kubeconfig", "footprint"])
     cluster.add_argument("--provider", choices=["kind", "offline"], help="default: kind where it can run, else offline")
     kubectl = sub.add_parser("kubectl", help="kubectl of the cluster's version against the course cluster")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
@@ -67,6 +67,8 @@ def cluster_command(args) -> int:
         elif args.action == "down":
             removed = manage.down()
             print(f"removed: {', '.join(removed) if removed else 'nothing was running'}")
+        elif args.action == "footprint":
+            print("\n".join(manage.footprint()))
         elif args.action == "status":
             print(json.dumps(manage.status(), indent=2))
         else:

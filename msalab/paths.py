@@ -27,6 +27,14 @@ def cache_dir() -> Path:
     return path
 
 
+def cluster_dir() -> Path:
+    """The course cluster's state (one per machine, whoever started it; MSALAB_CLUSTER_HOME
+    moves it). Apart from MSALAB_HOME, so tests with a private home find the cluster."""
+    path = Path(os.environ.get("MSALAB_CLUSTER_HOME", Path.home() / ".cache" / "msalab" / "cluster"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def run_dir() -> Path:
     """One JSON file per running service process: how `stop` finds what labs started."""
     path = state_dir() / "run"

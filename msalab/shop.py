@@ -45,9 +45,10 @@ class Reply:
 class ShopClient:
     """The shop's public API. The monolith and the gateway answer it the same way."""
 
-    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 5.0, **http_options) -> None:
+        """`http_options` go to httpx (TLS files, for the API server's service proxy)."""
         self.url = url
-        self._http = httpx.Client(base_url=url, timeout=timeout_s)
+        self._http = httpx.Client(base_url=url, timeout=timeout_s, **http_options)
 
     def request(self, method: str, path: str, **kwargs) -> Reply:
         started = time.perf_counter()

@@ -18,11 +18,16 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
+# Docker, the offline image base (debootstrap), the offline cluster's runtime (containerd,
+# runc and CNI plugins come with or beside docker.io) and the benchmark load generator.
+packages="docker.io debootstrap iptables wrk containernetworking-plugins"
+missing=""
+for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
   if command -v apt-get >/dev/null 2>&1; then
-    echo "docker: installing docker.io, debootstrap and wrk from the Debian packages"
+    echo "docker: installing$missing from the Debian packages"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq docker.io debootstrap iptables wrk >/dev/null \
+    apt-get update -qq && apt-get install -y -qq $missing >/dev/null \
       || { echo "docker: apt-get install failed; see the output above" >&2; exit 1; }
   else
     echo "docker: not installed and this is not a Debian/Ubuntu system: install Docker Engine by hand" >&2; exit 1

@@ -27,7 +27,7 @@ def kind_binary() -> str | None:
 
 
 def kubeconfig_path():
-    return paths.state_dir() / "cluster" / "kind.kubeconfig"
+    return paths.cluster_dir() / "kind.kubeconfig"
 
 
 def node_image_available() -> tuple[bool, str]:

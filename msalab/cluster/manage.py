@@ -11,11 +11,10 @@ from .. import paths
 from ..errors import LabError
 from . import kind, offline
 
-PROVIDER_FILE = "provider"
 
 
 def _provider_record():
-    return paths.state_dir() / "cluster-provider"
+    return paths.cluster_dir() / "provider"
 
 
 def choose_provider() -> tuple[str, str]:
@@ -92,3 +91,30 @@ def status() -> dict:
 
 def kubectl(args: list[str]) -> int:
     return subprocess.call([*kubectl_command(), *args], env=os.environ)
+
+
+def footprint() -> list[str]:
+    """What the cluster could leave behind on the host, as sorted lines: `make test`
+    compares this before `up` and after `down` (they must be equal)."""
+    import re
+
+    import psutil
+
+    lines = []
+    markers = ("msalab-containerd", "msalab-kubelet", "/cache/go/", "kind")
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if any(m in cmdline for m in markers) and "footprint" not in cmdline:
+            lines.append(f"process {cmdline.split()[0]}")
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    lines += [f"link {m.group(1)}" for m in re.finditer(r"^\d+: ([^:@]+)", links, re.M)]
+    lines += [f"netns {n}" for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+              if not n.startswith("(")]
+    lines += [f"mount {m.split()[1]}" for m in open("/proc/mounts").read().splitlines()
+              if any(k in m for k in ("msalab", "kubelet", "/run/netns"))]
+    counters = re.compile(r"\[\d+:\d+\]")
+    for table in ("filter", "nat"):
+        dump = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
+        lines += ["iptables " + table + " " + counters.sub("", line) for line in dump.splitlines()
+                  if line and not line.startswith("#")]
+    return sorted(lines)

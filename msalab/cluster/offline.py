@@ -38,7 +38,7 @@ START_ORDER = ["containerd", "etcd", "kube-apiserver", "kube-controller-manager"
 
 
 def home() -> Path:
-    return paths.state_dir() / "cluster"
+    return paths.cluster_dir()
 
 
 def spec() -> dict:

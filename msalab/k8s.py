@@ -1,0 +1,109 @@
+"""The course cluster from Python: API clients, kubectl, and the shop through the API
+server's service proxy (the same on kind and offline: no node IPs, no port juggling).
+
+    cluster = k8s.Cluster()            # stops with the command to run if no cluster is up
+    cluster.deploy_shop("lab-pods")
+    cluster.shop("lab-pods").order({"p-0001": 1})
+"""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+from . import paths
+from .errors import LabError
+from .shop import ShopClient
+
+SHOP_MANIFESTS = paths.REPO / "cluster" / "shop"
+SHOP_SERVICES = ("catalog", "inventory", "payments", "orders", "gateway")
+
+
+class Cluster:
+    def __init__(self) -> None:
+        from kubernetes import client, config
+
+        from .cluster import manage
+
+        self.kubeconfig = manage.kubeconfig()  # LabError with the fix when no cluster is up
+        self._kubectl = manage.kubectl_command()
+        self.api = config.new_client_from_config(config_file=self.kubeconfig)
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.autoscaling = client.AutoscalingV2Api(self.api)
+        try:
+            self.core.list_namespace(limit=1, _request_timeout=5)
+        except Exception as err:  # noqa: BLE001: any failure here means the same to a learner
+            raise LabError(f"the course cluster does not answer ({err.__class__.__name__})",
+                           "python -m msalab cluster status; then make cluster") from err
+
+    # -- kubectl, for the commands the labs show beside the Python ------------------------
+    def kubectl(self, *args: str, check: bool = True, input_text: str | None = None) -> str:
+        result = subprocess.run([*self._kubectl, *args], capture_output=True, text=True, input=input_text)
+        if check and result.returncode != 0:
+            raise LabError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()[-400:]}",
+                           "python -m msalab cluster status")
+        return result.stdout
+
+    def apply(self, path: Path | str, namespace: str | None = None) -> str:
+        return self.kubectl("apply", "-f", str(path), *(["-n", namespace] if namespace else []))
+
+    # -- namespaces: every lab and test works in its own, removed at the end --------------
+    def fresh_namespace(self, name: str) -> str:
+        self.delete_namespace(name)
+        self.kubectl("create", "namespace", name)
+        self.kubectl("label", "namespace", name, "app.kubernetes.io/part-of=msalab-course")
+        return name
+
+    def delete_namespace(self, name: str, timeout_s: float = 120) -> None:
+        self.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", f"--timeout={int(timeout_s)}s")
+
+    # -- waiting -------------------------------------------------------------------------
+    def wait_rollout(self, namespace: str, deployment: str, timeout_s: int = 120) -> None:
+        self.kubectl("rollout", "status", f"deployment/{deployment}", "-n", namespace, f"--timeout={timeout_s}s")
+
+    def wait_until(self, condition, what: str, timeout_s: float = 60, every_s: float = 1) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(every_s)
+        raise LabError(f"timed out after {timeout_s:.0f} s waiting for {what}", "python -m msalab cluster status")
+
+    # -- the shop --------------------------------------------------------------------------
+    def deploy_shop(self, namespace: str) -> None:
+        self.apply(SHOP_MANIFESTS, namespace)
+        for service in SHOP_SERVICES:
+            self.wait_rollout(namespace, service)
+        # Ready pods are not the end: kube-proxy must also have programmed the Services.
+        shop = self.shop(namespace)
+        self.wait_until(lambda: shop.products(1).status == 200 and shop.order({"p-0001": 1}).status == 201,
+                        "the shop to answer through its gateway", 60)
+
+    def exec_python(self, namespace: str, target: str, code: str, timeout_s: float = 120) -> str:
+        """Run Python inside a shop pod (the image has it): how labs look from inside."""
+        return self.kubectl("exec", "-n", namespace, target, "--", "python", "-c", code)
+
+    def service_url(self, namespace: str, service: str, port: str = "http") -> str:
+        return f"{self.api.configuration.host}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"
+
+    def shop(self, namespace: str, service: str = "gateway") -> ShopClient:
+        """A ShopClient that reaches a Service through the API server's service proxy."""
+        return self._proxy_client(self.service_url(namespace, service))
+
+    def pod_client(self, namespace: str, pod: str, port: int = 8080) -> ShopClient:
+        """A ShopClient for one pod (its fault knobs, say), through the API server's pod proxy."""
+        return self._proxy_client(f"{self.api.configuration.host}/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy")
+
+    def _proxy_client(self, url: str) -> ShopClient:
+        cfg = self.api.configuration
+        tls = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+        if cfg.cert_file:
+            tls.load_cert_chain(cfg.cert_file, cfg.key_file)
+        headers = {"Authorization": cfg.api_key["authorization"]} if cfg.api_key.get("authorization") else {}
+        return ShopClient(url, timeout_s=10, verify=tls, headers=headers)
+
+    def pods(self, namespace: str, app: str) -> list:
+        return self.core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/name={app}").items

@@ -1,0 +1,189 @@
+"""What the course cluster must show, on kind and on the offline provider alike."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+FRESH_CONNECTIONS = """
+import json, urllib.request
+seen = {}
+for _ in range(%d):
+    with urllib.request.urlopen("http://%s:8080/api/products/p-0001", timeout=5) as answer:
+        seen[answer.headers["X-Instance"]] = seen.get(answer.headers["X-Instance"], 0) + 1
+print(json.dumps(seen))
+"""
+
+
+def requests_by_pod(cluster, ns: str, service: str, count: int) -> dict:
+    """From inside the gateway pod, `count` requests, each on a new connection: kube-proxy
+    balances connections, so this is how a Service's spreading shows."""
+    return json.loads(cluster.exec_python(ns, "deploy/gateway", FRESH_CONNECTIONS % (count, service)))
+
+
+def test_node_ready_and_system_pods_running(cluster):
+    nodes = cluster.core.list_node().items
+    assert nodes and all(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions) for n in nodes)
+    pods = cluster.core.list_namespaced_pod("kube-system").items
+    assert pods and all(p.status.phase == "Running" for p in pods), [(p.metadata.name, p.status.phase) for p in pods]
+    assert all(all(c.ready for c in p.status.container_statuses) for p in pods)
+
+
+def test_shop_takes_an_order(cluster, shop_ns):
+    shop = cluster.shop(shop_ns)
+    reply = shop.order({"p-0002": 2})
+    assert reply.status == 201 and reply.body["status"] == "confirmed"
+    assert shop.get_order(reply.body["order_id"]).body == reply.body
+    assert reply.headers["x-upstream-instance"].startswith("orders-")
+
+
+def test_deleted_pod_is_replaced(cluster, shop_ns):
+    before = cluster.pods(shop_ns, "payments")
+    assert len(before) == 1
+    cluster.core.delete_namespaced_pod(before[0].metadata.name, shop_ns)
+    cluster.wait_until(lambda: any(p.metadata.name != before[0].metadata.name and p.status.phase == "Running"
+                                   and all(c.ready for c in (p.status.container_statuses or []))
+                                   for p in cluster.pods(shop_ns, "payments")), "a new payments pod", 90)
+    cluster.wait_until(lambda: cluster.shop(shop_ns).order({"p-0003": 1}).status == 201, "orders to work again", 60)
+
+
+def test_service_names_resolve_inside_a_pod(cluster, shop_ns):
+    cluster_ip = cluster.core.read_namespaced_service("catalog", shop_ns).spec.cluster_ip
+    code = ("import socket; print(socket.gethostbyname('catalog'), "
+            f"socket.gethostbyname('catalog.{shop_ns}.svc.cluster.local'))")
+    assert cluster.exec_python(shop_ns, "deploy/gateway", code).split() == [cluster_ip, cluster_ip]
+
+
+def test_scaled_deployment_spreads_requests(cluster, shop_ns):
+    cluster.kubectl("scale", "deployment/catalog", "--replicas=3", "-n", shop_ns)
+    cluster.wait_rollout(shop_ns, "catalog")
+    cluster.wait_until(lambda: len(requests_by_pod(cluster, shop_ns, "catalog", 30)) == 3,
+                       "requests to reach all three catalog pods", 60, every_s=2)
+    spread = requests_by_pod(cluster, shop_ns, "catalog", 90)
+    assert len(spread) == 3 and min(spread.values()) >= 10, spread
+    cluster.kubectl("scale", "deployment/catalog", "--replicas=1", "-n", shop_ns)
+
+
+def test_service_sends_only_to_ready_pods(cluster, shop_ns):
+    cluster.kubectl("scale", "deployment/inventory", "--replicas=2", "-n", shop_ns)
+    cluster.wait_rollout(shop_ns, "inventory")
+    unready = cluster.pods(shop_ns, "inventory")[0].metadata.name
+    reply = cluster.pod_client(shop_ns, unready).faults("inventory", ready=False)
+    assert reply.status == 200 and reply.body["ready"] is False
+    cluster.wait_until(lambda: _ready_addresses(cluster, shop_ns, "inventory") == 1, "the endpoint to drop", 30)
+    code = FRESH_CONNECTIONS.replace("/api/products/p-0001", "/api/inventory/p-0001") % (40, "inventory")
+    seen = json.loads(cluster.exec_python(shop_ns, "deploy/gateway", code))
+    assert unready not in seen and sum(seen.values()) == 40, seen
+    cluster.kubectl("scale", "deployment/inventory", "--replicas=1", "-n", shop_ns)
+
+
+def _ready_addresses(cluster, ns: str, service: str) -> int:
+    out = cluster.kubectl("get", "endpointslices", "-n", ns, "-l", f"kubernetes.io/service-name={service}", "-o",
+                          "json")
+    return sum(1 for s in json.loads(out)["items"] for e in (s.get("endpoints") or [])
+               if e.get("conditions", {}).get("ready"))
+
+
+CONFIG_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: config-reader}
+spec:
+  securityContext: {runAsNonRoot: true, runAsUser: 10001}
+  containers:
+    - name: reader
+      image: msalab/shop:0.1.0
+      imagePullPolicy: IfNotPresent
+      command: ["python", "-c", "import time; time.sleep(3600)"]
+      env:
+        - name: GREETING
+          valueFrom: {configMapKeyRef: {name: settings, key: greeting}}
+      volumeMounts:
+        - {name: settings, mountPath: /etc/settings}
+  volumes:
+    - name: settings
+      configMap: {name: settings}
+"""
+
+
+def test_configmap_change_reaches_the_volume_not_the_env(cluster, shop_ns):
+    cluster.kubectl("create", "configmap", "settings", "--from-literal=greeting=hello", "-n", shop_ns)
+    cluster.kubectl("apply", "-n", shop_ns, "-f", "-", input_text=CONFIG_POD)
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/config-reader", "-n", shop_ns, "--timeout=90s")
+    read = "import os; print(os.environ['GREETING'], open('/etc/settings/greeting').read())"
+    assert cluster.exec_python(shop_ns, "config-reader", read).split() == ["hello", "hello"]
+    cluster.kubectl("patch", "configmap", "settings", "-n", shop_ns, "-p", '{"data": {"greeting": "bonjour"}}')
+    started = time.monotonic()
+    cluster.wait_until(lambda: cluster.exec_python(shop_ns, "config-reader", read).split()[1] == "bonjour",
+                       "the mounted file to change", 150, every_s=2)
+    print(f"mounted ConfigMap updated after {time.monotonic() - started:.0f} s")
+    assert cluster.exec_python(shop_ns, "config-reader", read).split() == ["hello", "bonjour"]
+
+
+def test_kubectl_top_pods(cluster, shop_ns):
+    def top() -> str:
+        result = subprocess.run([*cluster._kubectl, "top", "pods", "-n", shop_ns, "--no-headers"],
+                                capture_output=True, text=True)
+        return result.stdout if result.returncode == 0 else ""
+
+    cluster.wait_until(lambda: "gateway-" in top(), "kubectl top to list the shop's pods", 120, every_s=5)
+    row = next(line for line in top().splitlines() if line.startswith("gateway-"))
+    assert row.split()[1].endswith("m") and row.split()[2].endswith("Mi")
+
+
+HPA = """
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: catalog}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: catalog}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+    - type: Resource
+      resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: 15   # default 300 s: shorter so the test sees it
+      policies: [{type: Percent, value: 100, periodSeconds: 15}]
+"""
+
+LOAD = """
+import time, urllib.request
+end = time.time() + 15
+while time.time() < end:
+    try:
+        urllib.request.urlopen("http://catalog:8080/api/products?limit=200", timeout=5).read()
+    except Exception:
+        time.sleep(0.1)
+"""
+
+
+def keep_loading(cluster, ns: str, stop: threading.Event) -> None:
+    """Bursts of 15 s from inside the gateway pod until told to stop; then it ends by itself."""
+    while not stop.is_set():
+        subprocess.run([*cluster._kubectl, "exec", "-n", ns, "deploy/gateway", "--", "python", "-c", LOAD],
+                       capture_output=True, timeout=60)
+
+
+def test_hpa_scales_up_under_load_and_back_down(cluster, shop_ns):
+    cluster.kubectl("apply", "-n", shop_ns, "-f", "-", input_text=HPA)
+    replicas = lambda: cluster.apps.read_namespaced_deployment("catalog", shop_ns).spec.replicas  # noqa: E731
+    stop = threading.Event()
+    generators = [threading.Thread(target=keep_loading, args=(cluster, shop_ns, stop)) for _ in range(2)]
+    for generator in generators:
+        generator.start()
+    try:
+        cluster.wait_until(lambda: replicas() > 1, "the HPA to add catalog pods", 200, every_s=5)
+    finally:
+        stop.set()
+        for generator in generators:
+            generator.join()
+    cluster.wait_until(lambda: replicas() == 1, "the HPA to scale catalog back to 1", 240, every_s=5)
+    cluster.kubectl("delete", "hpa", "catalog", "-n", shop_ns)
