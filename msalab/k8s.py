@@ -107,3 +107,8 @@ class Cluster:
 
     def pods(self, namespace: str, app: str) -> list:
         return self.core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/name={app}").items
+
+
+def ingress_url() -> str:
+    """Where the cluster's Envoy (Ingress and Gateway API) answers on this machine."""
+    return f"http://127.0.0.1:{paths.versions()['cluster']['ingress_host_port']}"

@@ -76,7 +76,7 @@ def _write_module(root: Path, module: str, go_mod_body: str, main_go: str | None
 
 def _finish(name: str, version: str, started: float) -> Path:
     root = build_root(name, version)
-    (root / "complete").write_text(f"built in {time.monotonic() - started:.0f} s\n")
+    (root / "complete").write_text(f"built in {time.monotonic() - started:.0f} s\n")  # read by bench.cluster
     print(f"  {name} {version}: built in {time.monotonic() - started:.0f} s", flush=True)
     return root / "bin"
 

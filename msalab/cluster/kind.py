@@ -8,7 +8,7 @@ import time
 
 from .. import paths
 from ..errors import LabError
-from . import gobuild
+from . import gobuild, ingress
 
 CONFIG = paths.REPO / "cluster" / "kind" / "kind-config.yaml"
 ADDONS = paths.REPO / "cluster" / "addons"
@@ -63,6 +63,12 @@ def up(images: list[str]) -> None:
         raise LabError("kubectl is not installed", "install kubectl 1.33 (https://kubernetes.io/docs/tasks/tools/)")
     subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", "apply", "-f", str(ADDONS / "metrics-server.yaml")],
                    check=True, capture_output=True)
+
+    def run_kubectl(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", *args], check=True, capture_output=True,
+                              text=True, input=input_text)
+
+    ingress.install(run_kubectl)
     print(f"[ready] kind cluster up in {time.monotonic() - started:.0f} s; kubeconfig: {kubeconfig}", flush=True)
 
 

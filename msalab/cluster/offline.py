@@ -22,7 +22,7 @@ import psutil
 from .. import paths
 from ..errors import LabError
 from ..ports import is_free, who_uses
-from . import gobuild, pki
+from . import gobuild, ingress, pki
 
 NODE = "msalab-node"
 TEMPLATES = paths.REPO / "cluster" / "offline"
@@ -31,8 +31,9 @@ KUBELET_ROOT = Path("/var/lib/msalab-kubelet")
 CONTAINERD_ROOT = Path("/var/lib/msalab-containerd")
 CONTAINERD_STATE = Path("/run/msalab-containerd")
 CONTAINERD_SOCKET = CONTAINERD_STATE / "containerd.sock"
-PORTS = {"etcd": 2379, "etcd peer": 2380, "kube-apiserver": 6443, "kubelet": 10250, "kube-controller-manager": 10257,
-         "kube-scheduler": 10259, "kube-proxy health": 10256}
+# port -> the process of ours that listens there (an earlier `up` of ours may hold it)
+PORTS = {2379: "etcd", 2380: "etcd", 6443: "kube-apiserver", 10250: "kubelet", 10257: "kube-controller-manager",
+         10259: "kube-scheduler", 10256: "kube-proxy"}
 START_ORDER = ["containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
                "kube-proxy"]
 
@@ -65,8 +66,9 @@ def preflight() -> None:
         raise LabError(f"missing host tools: {', '.join(missing) or 'CNI plugins'}",
                        "apt-get install containerd runc containernetworking-plugins iptables docker.io "
                        "(make setup does it)")
-    busy = [f"{port} ({name}, used by {who_uses(port)})" for name, port in PORTS.items()
-            if name not in _running() and not is_free(port, "0.0.0.0")]
+    ours = _running()
+    busy = [f"{port} (for {name}; used by {who_uses(port)})" for port, name in PORTS.items()
+            if name not in ours and not is_free(port, "0.0.0.0")]
     if busy:
         raise LabError(f"ports the cluster needs are in use: {', '.join(busy)}",
                        "python -m msalab cluster down (if an earlier cluster is left), or stop those programs")
@@ -314,7 +316,9 @@ def up(extra_images: list[str]) -> None:
     started = time.monotonic()
     preflight()
     bins = build_all()
-    images = build_images(bins) + extra_images
+    images = build_images(bins) + ingress.build_images(paths.versions()["images"]["python-base"]["offline"]["name"]
+                                                       + ":" + paths.versions()["images"]["python-base"]["offline"]["tag"])
+    images += extra_images
     cfg = write_config()
     setup_bridge(cfg["net"])
     cmds = commands(bins, cfg)
@@ -333,6 +337,8 @@ def up(extra_images: list[str]) -> None:
     print("[addons] CoreDNS, metrics-server", flush=True)
     kubectl("apply", "-f", str(ADDONS / "offline"), "-f", str(ADDONS / "metrics-server.yaml"))
     wait_system_pods()
+    print("[addons] Contour and Envoy (Ingress, Gateway API)", flush=True)
+    ingress.install(kubectl)
     print(f"[ready] cluster up in {time.monotonic() - started:.0f} s; kubeconfig: {kubeconfig_path()}", flush=True)
 
 

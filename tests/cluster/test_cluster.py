@@ -187,3 +187,54 @@ def test_hpa_scales_up_under_load_and_back_down(cluster, shop_ns):
             generator.join()
     cluster.wait_until(lambda: replicas() == 1, "the HPA to scale catalog back to 1", 240, every_s=5)
     cluster.kubectl("delete", "hpa", "catalog", "-n", shop_ns)
+
+
+INGRESS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop}
+spec:
+  ingressClassName: contour
+  rules:
+    - host: shop.ingress.test
+      http:
+        paths:
+          - {path: /api/products, pathType: Prefix, backend: {service: {name: catalog, port: {name: http}}}}
+          - {path: /api/inventory, pathType: Prefix, backend: {service: {name: inventory, port: {name: http}}}}
+"""
+
+HTTP_ROUTE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shop}
+spec:
+  parentRefs: [{name: shop, namespace: projectcontour}]
+  hostnames: [shop.gateway.test]
+  rules:
+    - matches: [{path: {type: PathPrefix, value: /api/products}}]
+      backendRefs: [{name: catalog, port: 8080}]
+    - matches: [{path: {type: PathPrefix, value: /api/inventory}}]
+      backendRefs: [{name: inventory, port: 8080}]
+"""
+
+
+@pytest.mark.parametrize("manifest, host", [(INGRESS, "shop.ingress.test"), (HTTP_ROUTE, "shop.gateway.test")],
+                         ids=["Ingress", "Gateway API"])
+def test_routes_by_path_from_the_host(cluster, shop_ns, manifest, host):
+    import httpx
+
+    from msalab.k8s import ingress_url
+
+    cluster.kubectl("apply", "-n", shop_ns, "-f", "-", input_text=manifest)
+
+    def served_by(path: str) -> str:
+        try:
+            answer = httpx.get(f"{ingress_url()}{path}", headers={"Host": host}, timeout=3)
+        except httpx.HTTPError:
+            return ""
+        return answer.headers.get("x-served-by", "") if answer.status_code == 200 else ""
+
+    cluster.wait_until(lambda: served_by("/api/products/p-0001").startswith("catalog/"),
+                       f"{host}/api/products to reach the catalog", 90, every_s=2)
+    assert served_by("/api/inventory/p-0001").startswith("inventory/")
+    assert served_by("/api/orders") == ""  # no rule for it: the proxy answers 404
