@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import subprocess
@@ -394,6 +395,7 @@ def down() -> list[str]:
     bins = gobuild.build_root("kubernetes", spec()["kubernetes"]["version"]) / "bin"
     if (bins / "kube-proxy").exists():  # removes the KUBE-* iptables chains it made
         subprocess.run([str(bins / "kube-proxy"), "--cleanup"], capture_output=True)
+    _remove_portmap_rules()
     _unmount_under(KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT)
     for netns in Path("/run/netns").glob("cni-*"):
         subprocess.run(["ip", "netns", "delete", netns.name], capture_output=True)
@@ -405,6 +407,21 @@ def down() -> list[str]:
     for folder in (KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT, home()):
         shutil.rmtree(folder, ignore_errors=True)
     return done
+
+
+def _remove_portmap_rules() -> None:
+    """The CNI portmap plugin's NAT rules (hostPorts). A pod that is stopped properly takes
+    its own away; pods ended with the cluster cannot, so remove what is left of the CNI-*
+    chains (only CNI plugins make them, and this cluster is the course's CNI user)."""
+    dump = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout.splitlines()
+    for line in dump:
+        if line.startswith("-A ") and "-j CNI-" in line and line.split()[1] in ("PREROUTING", "OUTPUT", "POSTROUTING"):
+            subprocess.run(["iptables", "-t", "nat", "-D", *shlex.split(line)[1:]], capture_output=True)
+    chains = [line[1:].split()[0] for line in dump if line.startswith(":CNI-")]
+    for chain in chains:
+        subprocess.run(["iptables", "-t", "nat", "-F", chain], capture_output=True)
+    for chain in chains:
+        subprocess.run(["iptables", "-t", "nat", "-X", chain], capture_output=True)
 
 
 def _unmount_under(*roots: Path) -> None:
