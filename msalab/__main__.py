@@ -85,6 +85,10 @@ def clean() -> int:
     course itself started it."""
     stopped = procs.stop_all()
     print(f"stopped {len(stopped)} lab service process(es)")
+    from .cluster import manage
+
+    if manage.current_provider():
+        print(f"removed the course cluster: {', '.join(manage.down())}")
     if shutil.which("docker"):
         found = subprocess.run(["docker", "ps", "-aq", "--filter", "label=msalab.course"],
                                capture_output=True, text=True).stdout.split()
@@ -102,7 +106,7 @@ def clean() -> int:
                 print(f"stopped the Docker engine the course had started (pid {pid})")
         except psutil.Error:
             pass
-    folders = [paths.state_dir(), paths.cache_dir()]
+    folders = [paths.state_dir(), paths.cache_dir(), paths.cluster_dir()]
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"removed {', '.join(map(str, folders))} (lab data, logs, build caches)")

@@ -91,6 +91,10 @@ def course_images() -> list[tuple[str, str, str]]:
         if "offline" in spec:
             rows.append((f"{key} (offline)", f"{spec['offline']['name']}:{spec['offline']['tag']}",
                          "python -m msalab images build --offline"))
+    cluster = paths.versions()["cluster"]
+    rows.append(("kind node", cluster["kind"]["node_image"], "pulled by kind (make cluster PROVIDER=kind)"))
+    for key in ("pause", "coredns", "metrics-server", "contour", "envoy"):
+        rows.append((f"cluster {key}", cluster[key]["image"], "pulled by kind; built by make cluster (offline)"))
     return rows
 
 
