@@ -317,9 +317,10 @@ def up(extra_images: list[str]) -> None:
     started = time.monotonic()
     preflight()
     bins = build_all()
-    images = build_images(bins) + ingress.build_images(paths.versions()["images"]["python-base"]["offline"]["name"]
-                                                       + ":" + paths.versions()["images"]["python-base"]["offline"]["tag"])
-    images += extra_images
+    from .. import images as course_images
+
+    glibc_base, _ = course_images.base_image(None)  # Envoy needs a C library: the shop's base
+    images = build_images(bins) + ingress.build_images(glibc_base) + extra_images
     cfg = write_config()
     setup_bridge(cfg["net"])
     cmds = commands(bins, cfg)
