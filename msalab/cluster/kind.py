@@ -41,7 +41,7 @@ def node_image_available() -> tuple[bool, str]:
         return False, "pulling the node image timed out (no registry reachable?)"
     if pull.returncode == 0:
         return True, "node image pulled"
-    return False, f"the node image cannot be pulled: {pull.stderr.strip()[-160:]}"
+    return False, "kind's node image is not here and cannot be pulled (no container registry reachable)"
 
 
 def up(images: list[str]) -> None:
