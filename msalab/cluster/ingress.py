@@ -59,6 +59,8 @@ def manifests() -> list[dict]:
 
 
 def _pin(doc: dict, s: dict) -> None:
+    if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "contour":
+        doc["spec"]["replicas"] = 1  # one node: a second copy only costs memory
     pod = doc.get("spec", {}).get("template", {}).get("spec", {})
     for container in pod.get("containers", []) + pod.get("initContainers", []):
         if container.get("image", "").startswith(UPSTREAM_ENVOY_IMAGE_PREFIX):
@@ -71,8 +73,8 @@ def _pin(doc: dict, s: dict) -> None:
                 del port["hostPort"]  # HTTPS is not used by the course
 
 
-def install(kubectl) -> None:
-    """Apply everything, then wait for Contour and Envoy.
+def install(kubectl, wait: bool = True) -> None:
+    """Apply everything, then (unless wait=False: see wait_ready) wait for Contour and Envoy.
     kubectl(*args, input_text=None) runs kubectl against the cluster and returns the
     CompletedProcess (each provider passes its own)."""
     docs = manifests()
@@ -87,6 +89,11 @@ def install(kubectl) -> None:
     secret = kubectl("create", "secret", "tls", "shop-tls", "-n", "projectcontour", f"--cert={cert}", f"--key={key}",
                      "--dry-run=client", "-o", "yaml")
     kubectl("apply", "-f", "-", input_text=secret.stdout)
+    if wait:
+        wait_ready(kubectl)
+
+
+def wait_ready(kubectl) -> None:
     kubectl("wait", "--for=condition=complete", "job", "-l", "app=contour-certgen", "-n", "projectcontour",
             "--timeout=120s")
     kubectl("rollout", "status", "deployment/contour", "-n", "projectcontour", "--timeout=180s")

@@ -336,11 +336,11 @@ def up(extra_images: list[str]) -> None:
     _wait(f"node {NODE}", lambda: "True" in kubectl("get", "node", NODE, "-o",
                                                     "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
                                                     check=False).stdout, 120, "kubelet")
-    print("[addons] CoreDNS, metrics-server", flush=True)
+    print("[addons] CoreDNS, metrics-server, Contour and Envoy (Ingress, Gateway API)", flush=True)
     kubectl("apply", "-f", str(ADDONS / "offline"), "-f", str(ADDONS / "metrics-server.yaml"))
+    ingress.install(kubectl, wait=False)  # all add-ons start together; then wait for all
     wait_system_pods()
-    print("[addons] Contour and Envoy (Ingress, Gateway API)", flush=True)
-    ingress.install(kubectl)
+    ingress.wait_ready(kubectl)
     print(f"[ready] cluster up in {time.monotonic() - started:.0f} s; kubeconfig: {kubeconfig_path()}", flush=True)
 
 
