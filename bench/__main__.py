@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 
+from bench import print_table
 from msalab import load, ports, shop
 
 ORDER_RATE_PER_S = 20
@@ -85,12 +86,7 @@ def catalog_rps() -> tuple:
 
 def main() -> int:
     os.environ.setdefault("MSALAB_NO_PROGRESS", "1")
-    rows = memory_and_orders() + [catalog_rps()]
-    width = [max(len(str(r[i])) for r in rows) for i in range(3)]
-    print(f"\n{'benchmark':<{width[0]}}  {'what':<{width[1]}}  result")
-    print(f"{'-' * width[0]}  {'-' * width[1]}  {'-' * width[2]}")
-    for a, b, c in rows:
-        print(f"{a:<{width[0]}}  {b:<{width[1]}}  {c}")
+    print_table(("benchmark", "what", "result"), memory_and_orders() + [catalog_rps()])
     return 0
 
 

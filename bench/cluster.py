@@ -18,6 +18,7 @@ import time
 
 import psutil
 
+from bench import print_table
 from msalab import paths
 from msalab.cluster import gobuild, manage, offline
 
@@ -81,10 +82,7 @@ def main() -> int:
     started = time.monotonic()
     manage.down()
     rows.append(("`cluster down`", f"{time.monotonic() - started:.0f} s", "-"))
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'benchmark':<{width}}  {'result':<40}  target")
-    for name, result, target in rows:
-        print(f"{name:<{width}}  {result:<40}  {target}")
+    print_table(("benchmark", "result", "target"), rows)
     return 0
 
 

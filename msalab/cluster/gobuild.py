@@ -131,24 +131,26 @@ def build_etcd(version: str) -> Path:
     return _finish(name, version, started)
 
 
-def go_install(name: str, package: str, version: str) -> Path:
-    """Modules without replace directives install straight from the proxy."""
+def _simple_build(name: str, version: str, args: list[str], cwd: Path | None = None, **env: str) -> Path:
+    """One `go` command whose output goes to bin/, cached like the others."""
     if is_built(name, version):
         return build_root(name, version) / "bin"
     started, root = time.monotonic(), build_root(name, version)
     (root / "bin").mkdir(parents=True, exist_ok=True)
     print(f"  {name} {version}: compiling", flush=True)
-    # `go install pkg@version` refuses -mod flags: clear GOFLAGS for it.
-    _run_go(["install", "-trimpath", "-ldflags", "-s -w", f"{package}@{version}"], root, name,
-            GOBIN=str(root / "bin"), GOFLAGS="")
+    _run_go(args, cwd or root, name, **env)
     return _finish(name, version, started)
+
+
+def go_install(name: str, package: str, version: str) -> Path:
+    """Modules without replace directives install straight from the proxy.
+    (`go install pkg@version` refuses -mod flags: GOFLAGS is cleared for it.)"""
+    bin_dir = build_root(name, version) / "bin"
+    return _simple_build(name, version, ["install", "-trimpath", "-ldflags", "-s -w", f"{package}@{version}"],
+                         GOBIN=str(bin_dir), GOFLAGS="")
 
 
 def build_local(name: str, source: Path, version: str) -> Path:
     """A small program of the course's own (the pause binary)."""
-    if is_built(name, version):
-        return build_root(name, version) / "bin"
-    started, root = time.monotonic(), build_root(name, version)
-    (root / "bin").mkdir(parents=True, exist_ok=True)
-    _run_go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(root / "bin" / name), "."], source, name)
-    return _finish(name, version, started)
+    out = build_root(name, version) / "bin" / name
+    return _simple_build(name, version, ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out), "."], source)
