@@ -46,3 +46,13 @@ def test_kubeconfig_without_a_cluster_says_how_to_start_one(monkeypatch, tmp_pat
     with pytest.raises(LabError) as err:
         manage.kubeconfig()
     assert "make cluster" in err.value.fix
+
+
+def test_a_lab_without_a_cluster_stops_with_one_message(monkeypatch, tmp_path):
+    from msalab import k8s
+
+    monkeypatch.setenv("MSALAB_CLUSTER_HOME", str(tmp_path))
+    with pytest.raises(LabError) as err:
+        k8s.Cluster()
+    shown = err.value._render_traceback_()  # what a notebook prints instead of a traceback
+    assert len(shown) == 2 and "no course cluster" in shown[0] and "make cluster" in shown[1]
