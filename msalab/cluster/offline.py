@@ -385,8 +385,8 @@ def down() -> list[str]:
     # Container shims outlive containerd by design; these belong to our containerd only.
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "containerd-shim" in cmdline and str(CONTAINERD_STATE) in cmdline or (
-                str(KUBELET_ROOT) in cmdline and proc.pid != os.getpid()):
+        our_shim = "containerd-shim" in cmdline and str(CONTAINERD_STATE) in cmdline
+        if our_shim or (str(KUBELET_ROOT) in cmdline and proc.pid != os.getpid()):
             try:
                 for child in proc.children(recursive=True):
                     child.kill()
