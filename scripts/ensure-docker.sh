@@ -20,7 +20,7 @@ fi
 
 # Docker, the offline image base (debootstrap), the offline cluster's runtime (containerd,
 # runc and CNI plugins come with or beside docker.io) and the benchmark load generator.
-packages="docker.io debootstrap iptables wrk containernetworking-plugins"
+packages="docker.io debootstrap iptables iproute2 wrk containernetworking-plugins"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
