@@ -8,6 +8,7 @@ server's service proxy (the same on kind and offline: no node IPs, no port juggl
 
 from __future__ import annotations
 
+import json
 import ssl
 import subprocess
 import time
@@ -81,6 +82,20 @@ class Cluster:
         shop = self.shop(namespace)
         self.wait_until(lambda: shop.products(1).status == 200 and shop.order({"p-0001": 1}).status == 201,
                         "the shop to answer through its gateway", 60)
+
+    def requests_by_pod(self, namespace: str, service: str, count: int, path: str = "/api/products/p-0001",
+                        source: str = "deploy/gateway") -> dict[str, int]:
+        """`count` requests to a Service from inside a pod, each on a new connection (kube-proxy
+        balances connections, not requests), counted by the pod that answered (X-Instance)."""
+        code = (
+            "import json, urllib.request\nseen = {}\n"
+            f"for _ in range({count}):\n"
+            f"    with urllib.request.urlopen('http://{service}:8080{path}', timeout=5) as answer:\n"
+            "        pod = answer.headers['X-Instance']\n"
+            "        seen[pod] = seen.get(pod, 0) + 1\n"
+            "print(json.dumps(seen))\n"
+        )
+        return json.loads(self.exec_python(namespace, source, code))
 
     def exec_python(self, namespace: str, target: str, code: str, timeout_s: float = 120) -> str:
         """Run Python inside a shop pod (the image has it): how labs look from inside."""

@@ -11,22 +11,6 @@ import pytest
 
 pytestmark = pytest.mark.cluster
 
-FRESH_CONNECTIONS = """
-import json, urllib.request
-seen = {}
-for _ in range(%d):
-    with urllib.request.urlopen("http://%s:8080/api/products/p-0001", timeout=5) as answer:
-        seen[answer.headers["X-Instance"]] = seen.get(answer.headers["X-Instance"], 0) + 1
-print(json.dumps(seen))
-"""
-
-
-def requests_by_pod(cluster, ns: str, service: str, count: int) -> dict:
-    """From inside the gateway pod, `count` requests, each on a new connection: kube-proxy
-    balances connections, so this is how a Service's spreading shows."""
-    return json.loads(cluster.exec_python(ns, "deploy/gateway", FRESH_CONNECTIONS % (count, service)))
-
-
 def test_node_ready_and_system_pods_running(cluster):
     nodes = cluster.core.list_node().items
     assert nodes and all(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions) for n in nodes)
@@ -63,9 +47,9 @@ def test_service_names_resolve_inside_a_pod(cluster, shop_ns):
 def test_scaled_deployment_spreads_requests(cluster, shop_ns):
     cluster.kubectl("scale", "deployment/catalog", "--replicas=3", "-n", shop_ns)
     cluster.wait_rollout(shop_ns, "catalog")
-    cluster.wait_until(lambda: len(requests_by_pod(cluster, shop_ns, "catalog", 30)) == 3,
+    cluster.wait_until(lambda: len(cluster.requests_by_pod(shop_ns, "catalog", 30)) == 3,
                        "requests to reach all three catalog pods", 60, every_s=2)
-    spread = requests_by_pod(cluster, shop_ns, "catalog", 90)
+    spread = cluster.requests_by_pod(shop_ns, "catalog", 90)
     assert len(spread) == 3 and min(spread.values()) >= 10, spread
     cluster.kubectl("scale", "deployment/catalog", "--replicas=1", "-n", shop_ns)
 
@@ -77,8 +61,7 @@ def test_service_sends_only_to_ready_pods(cluster, shop_ns):
     reply = cluster.pod_client(shop_ns, unready).faults("inventory", ready=False)
     assert reply.status == 200 and reply.body["ready"] is False
     cluster.wait_until(lambda: _ready_addresses(cluster, shop_ns, "inventory") == 1, "the endpoint to drop", 30)
-    code = FRESH_CONNECTIONS.replace("/api/products/p-0001", "/api/inventory/p-0001") % (40, "inventory")
-    seen = json.loads(cluster.exec_python(shop_ns, "deploy/gateway", code))
+    seen = cluster.requests_by_pod(shop_ns, "inventory", 40, path="/api/inventory/p-0001")
     assert unready not in seen and sum(seen.values()) == 40, seen
     cluster.kubectl("scale", "deployment/inventory", "--replicas=1", "-n", shop_ns)
 
