@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JUPYTER_FLAGS := --notebook-dir=labs --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
-NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 -p no:cacheprovider
+NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
 
 .PHONY: up setup venv docker images book test test-services test-labs test-cluster cluster cluster-down bench bench-cluster labs clean
 
@@ -69,7 +69,8 @@ test-labs: venv
 ## Part III's labs need the course cluster (make cluster)
 labs: venv
 	for nb in labs/*/*.ipynb; do \
-	  MSALAB_NO_PROGRESS=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
+	  MSALAB_NO_PROGRESS=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; \
 	done; $(PY) -m msalab shop stop
 
 bench: venv

@@ -97,6 +97,30 @@ class Cluster:
         )
         return json.loads(self.exec_python(namespace, source, code))
 
+    def cpu_millicores(self, namespace: str, pod_prefix: str) -> float:
+        """CPU the pods named pod_prefix* use now, from the resource metrics API
+        (metrics-server: what `kubectl top` and the HPA read)."""
+        from kubernetes import client
+
+        try:
+            metrics = client.CustomObjectsApi(self.api).list_namespaced_custom_object(
+                "metrics.k8s.io", "v1beta1", namespace, "pods")
+        except client.exceptions.ApiException:
+            return float("nan")  # metrics not there yet (metrics-server starting): no reading
+        scale = {"n": 1e-6, "u": 1e-3, "m": 1.0}
+        total = 0.0
+        for pod in metrics["items"]:
+            if pod["metadata"]["name"].startswith(pod_prefix):
+                for container in pod["containers"]:
+                    value = container["usage"]["cpu"]
+                    total += float(value[:-1]) * scale[value[-1]] if value[-1] in scale else float(value) * 1000
+        return total
+
+    def background_load(self, namespace: str, url: str, workers: int = 2) -> "PodLoad":
+        """Keep requesting `url` from inside the gateway pod until .stop(): load that the
+        cluster sees as CPU in the pods it reaches (for HPA lessons)."""
+        return PodLoad(self, namespace, url, workers)
+
     def exec_python(self, namespace: str, target: str, code: str, timeout_s: float = 120) -> str:
         """Run Python inside a shop pod (the image has it): how labs look from inside."""
         return self.kubectl("exec", "-n", namespace, target, "--", "python", "-c", code)
@@ -127,3 +151,34 @@ class Cluster:
 def ingress_url() -> str:
     """Where the cluster's Envoy (Ingress and Gateway API) answers on this machine."""
     return f"http://127.0.0.1:{paths.versions()['cluster']['ingress_host_port']}"
+
+
+class PodLoad:
+    """Bursts of 15 s of requests, from inside a pod, until stopped; a burst in flight ends
+    by itself, so nothing keeps loading after stop()."""
+
+    BURST = (
+        "import time, urllib.request\nend = time.time() + 15\nwhile time.time() < end:\n"
+        "    try:\n        urllib.request.urlopen('{url}', timeout=5).read()\n"
+        "    except Exception:\n        time.sleep(0.1)\n"
+    )
+
+    def __init__(self, cluster: Cluster, namespace: str, url: str, workers: int) -> None:
+        import threading
+
+        self._stop = threading.Event()
+        code = self.BURST.format(url=url)
+        command = [*cluster._kubectl, "exec", "-n", namespace, "deploy/gateway", "--", "python", "-c", code]
+
+        def work() -> None:
+            while not self._stop.is_set():
+                subprocess.run(command, capture_output=True, timeout=60)
+
+        self._threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()

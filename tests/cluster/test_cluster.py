@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 
 import pytest
@@ -137,37 +136,14 @@ spec:
       policies: [{type: Percent, value: 100, periodSeconds: 15}]
 """
 
-LOAD = """
-import time, urllib.request
-end = time.time() + 15
-while time.time() < end:
-    try:
-        urllib.request.urlopen("http://catalog:8080/api/products?limit=200", timeout=5).read()
-    except Exception:
-        time.sleep(0.1)
-"""
-
-
-def keep_loading(cluster, ns: str, stop: threading.Event) -> None:
-    """Bursts of 15 s from inside the gateway pod until told to stop; then it ends by itself."""
-    while not stop.is_set():
-        subprocess.run([*cluster._kubectl, "exec", "-n", ns, "deploy/gateway", "--", "python", "-c", LOAD],
-                       capture_output=True, timeout=60)
-
-
 def test_hpa_scales_up_under_load_and_back_down(cluster, shop_ns):
     cluster.kubectl("apply", "-n", shop_ns, "-f", "-", input_text=HPA)
     replicas = lambda: cluster.apps.read_namespaced_deployment("catalog", shop_ns).spec.replicas  # noqa: E731
-    stop = threading.Event()
-    generators = [threading.Thread(target=keep_loading, args=(cluster, shop_ns, stop)) for _ in range(2)]
-    for generator in generators:
-        generator.start()
+    load = cluster.background_load(shop_ns, "http://catalog:8080/api/products?limit=200")
     try:
         cluster.wait_until(lambda: replicas() > 1, "the HPA to add catalog pods", 200, every_s=5)
     finally:
-        stop.set()
-        for generator in generators:
-            generator.join()
+        load.stop()
     cluster.wait_until(lambda: replicas() == 1, "the HPA to scale catalog back to 1", 240, every_s=5)
     cluster.kubectl("delete", "hpa", "catalog", "-n", shop_ns)
 
