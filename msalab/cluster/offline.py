@@ -23,6 +23,7 @@ import psutil
 from .. import paths
 from ..errors import LabError
 from ..ports import is_free, who_uses
+from ..images import build_small_image
 from . import gobuild, ingress, pki
 
 NODE = "msalab-node"
@@ -96,18 +97,9 @@ def build_images(bins: dict[str, Path]) -> list[str]:
               s["coredns"]["image"]: (bins["coredns"] / "coredns", "/coredns"),
               s["metrics-server"]["image"]: (bins["metrics-server"] / "metrics-server", "/metrics-server")}
     for image, (binary, target) in wanted.items():
-        if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
-            continue
-        context = paths.cache_dir() / "image-context" / image.replace("/", "_").replace(":", "_")
-        shutil.rmtree(context, ignore_errors=True)
-        context.mkdir(parents=True)
-        shutil.copy2(binary, context / Path(target).name)
-        (context / "Dockerfile").write_text(
-            f"FROM scratch\nCOPY {Path(target).name} {target}\nUSER 65532:65532\nENTRYPOINT [\"{target}\"]\n")
-        result = subprocess.run(["docker", "build", "-q", "-t", image, str(context)], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise LabError(f"docker build of {image} failed: {result.stderr[-500:]}", "make setup (starts Docker)")
-        print(f"  image {image}: built", flush=True)
+        name = Path(target).name
+        build_small_image(image, {name: binary},
+                          f"FROM scratch\nCOPY {name} {target}\nUSER 65532:65532\nENTRYPOINT [\"{target}\"]\n")
     return list(wanted)
 
 
@@ -304,9 +296,13 @@ def _forward_rules(bridge: str) -> list[list[str]]:
     return [["FORWARD", "-i", bridge, *comment, "-j", "ACCEPT"], ["FORWARD", "-o", bridge, *comment, "-j", "ACCEPT"]]
 
 
+def kubernetes_bin() -> Path:
+    """Where the built Kubernetes commands are (kubectl, kube-proxy, ...)."""
+    return gobuild.build_root("kubernetes", spec()["kubernetes"]["version"]) / "bin"
+
+
 def kubectl(*args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess:
-    binary = gobuild.build_root("kubernetes", spec()["kubernetes"]["version"]) / "bin" / "kubectl"
-    result = subprocess.run([str(binary), f"--kubeconfig={kubeconfig_path()}", *args], capture_output=True,
+    result = subprocess.run([str(kubernetes_bin() / "kubectl"), f"--kubeconfig={kubeconfig_path()}", *args], capture_output=True,
                             text=True, input=input_text)
     if check and result.returncode != 0:
         raise LabError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()[-400:]}", "python -m msalab cluster status")
@@ -393,7 +389,7 @@ def down() -> list[str]:
                 proc.kill()
             except psutil.Error:
                 pass
-    bins = gobuild.build_root("kubernetes", spec()["kubernetes"]["version"]) / "bin"
+    bins = kubernetes_bin()
     if (bins / "kube-proxy").exists():  # removes the KUBE-* iptables chains it made
         subprocess.run([str(bins / "kube-proxy"), "--cleanup"], capture_output=True)
     _remove_portmap_rules()
