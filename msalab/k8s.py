@@ -34,6 +34,8 @@ class Cluster:
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.autoscaling = client.AutoscalingV2Api(self.api)
+        self.networking = client.NetworkingV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)  # Gateway API objects are custom resources
         try:
             self.core.list_namespace(limit=1, _request_timeout=5)
         except Exception as err:  # noqa: BLE001: any failure here means the same to a learner
@@ -82,6 +84,28 @@ class Cluster:
         shop = self.shop(namespace)
         self.wait_until(lambda: shop.products(1).status == 200 and shop.order({"p-0001": 1}).status == 201,
                         "the shop to answer through its gateway", 60)
+
+    # -- Deployments: their ReplicaSets, revisions and rollback ---------------------------
+    REVISION = "deployment.kubernetes.io/revision"
+
+    def replica_sets(self, namespace: str, deployment: str) -> list:
+        """The ReplicaSets a Deployment owns, oldest revision first."""
+        owned = [rs for rs in self.apps.list_namespaced_replica_set(namespace).items
+                 if any(o.kind == "Deployment" and o.name == deployment for o in rs.metadata.owner_references or [])]
+        return sorted(owned, key=lambda rs: int(rs.metadata.annotations[self.REVISION]))
+
+    def rollback(self, namespace: str, deployment: str) -> int:
+        """What `kubectl rollout undo` does: copy the previous revision's pod template back into
+        the Deployment, which then rolls to it like to any new template. Returns that revision."""
+        current = int(self.apps.read_namespaced_deployment(deployment, namespace).metadata.annotations[self.REVISION])
+        older = [rs for rs in self.replica_sets(namespace, deployment) if int(rs.metadata.annotations[self.REVISION]) < current]
+        if not older:
+            raise LabError(f"deployment {deployment} has no earlier revision to go back to",
+                           f"kubectl rollout history deployment/{deployment} -n {namespace}")
+        template = self.api.sanitize_for_serialization(older[-1].spec.template)
+        template["metadata"]["labels"].pop("pod-template-hash", None)  # the ReplicaSet's own label
+        self.apps.patch_namespaced_deployment(deployment, namespace, {"spec": {"template": template}})
+        return int(older[-1].metadata.annotations[self.REVISION])
 
     def requests_by_pod(self, namespace: str, service: str, count: int, path: str = "/api/products/p-0001",
                         source: str = "deploy/gateway") -> dict[str, int]:
@@ -151,6 +175,12 @@ class Cluster:
 def ingress_url() -> str:
     """Where the cluster's Envoy (Ingress and Gateway API) answers on this machine."""
     return f"http://127.0.0.1:{paths.versions()['cluster']['ingress_host_port']}"
+
+
+def ingress_client(host: str) -> ShopClient:
+    """The shop as a browser on this machine would reach it through the cluster's Envoy:
+    127.0.0.1:8080 with the route's host name in the Host header (no DNS entry needed)."""
+    return ShopClient(ingress_url(), timeout_s=5, headers={"Host": host})
 
 
 class PodLoad:

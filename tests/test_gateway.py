@@ -49,3 +49,28 @@ def test_copies_share_requests(microservices):
     assert len(instances) == 3 and all(r.ok for r in result)
     microservices.scale("catalog", 1)
     assert len(copies) == 3
+
+
+def test_restarted_upstream_costs_no_request(microservices):
+    """The gateway holds keep-alive connections to the catalog; a restart closes them. The
+    first request after it meets a dead connection, and must be retried, not lost."""
+    client = microservices.client
+    assert client.product("p-0001").status == 200  # a pooled connection to the catalog now exists
+    microservices["catalog"].stop()
+    microservices.restart("catalog")
+    replies = [client.product("p-0001") for _ in range(5)]
+    assert [r.status for r in replies] == [200] * 5
+
+
+def test_dead_copy_in_the_route_is_skipped_for_reads(microservices):
+    """One of two catalog copies is gone: each read sent to it is retried on the other."""
+    client = microservices.client
+    spare = microservices.start_copy("catalog", "catalog-spare", ports.free_port(), version="spare")
+    microservices.route("catalog", spare, microservices["catalog"])
+    spare.stop()
+    try:
+        replies = [client.product("p-0001") for _ in range(10)]
+        assert [r.status for r in replies] == [200] * 10
+        assert {r.headers["x-upstream"] for r in replies} == {"catalog/" + microservices["catalog"].version}
+    finally:
+        microservices.route("catalog", microservices["catalog"])

@@ -94,3 +94,15 @@ def test_catalog_answers_in_container(catalog):
 def test_process_runs_as_non_root(catalog):
     uid = docker("exec", catalog["name"], "id", "-u").stdout.strip()
     assert uid.isdigit() and int(uid) != 0, f"id -u printed {uid!r}"
+
+
+def test_every_manifest_uses_the_pinned_shop_image():
+    """The shop's tag is pinned once (versions.yaml); a manifest left on an old tag would run old code."""
+    shop = paths.versions()["images"]["shop"]
+    pinned = f"{shop['name']}:{shop['tag']}"
+    found = {}
+    for manifest in (paths.REPO / "cluster").rglob("*.yaml"):
+        for line in manifest.read_text().splitlines():
+            if f"{shop['name']}:" in line:
+                found.setdefault(line.split("image:")[-1].strip(), []).append(manifest.name)
+    assert found and set(found) == {pinned}, found

@@ -10,7 +10,7 @@ import httpx
 
 from .errors import ShopError
 from .observability import outbound_headers
-from .routing import Upstreams
+from .routing import Upstreams, request_with_one_retry
 
 
 class RemoteModule:
@@ -20,9 +20,10 @@ class RemoteModule:
         self._http = httpx.Client(timeout=timeout_s)
 
     def call(self, method: str, path: str, json: dict | None = None) -> dict:
-        url = self.upstreams.pick(self.name) + path
         try:
-            response = self._http.request(method, url, json=json, headers=outbound_headers())
+            # Every peer call is idempotent (keyed by order id), so a broken connection is retried once.
+            response, _ = request_with_one_retry(self._http, method, lambda: self.upstreams.pick(self.name), path,
+                                                 True, json=json, headers=outbound_headers())
         except httpx.TimeoutException as err:
             raise ShopError(503, f"{self.name} did not answer in time", module=self.name) from err
         except httpx.TransportError as err:

@@ -19,7 +19,7 @@ from . import __version__
 from .config import Settings
 from .errors import ShopError
 from .faults import FaultBoard
-from .routing import Upstreams, routes_router
+from .routing import Upstreams, request_with_one_retry, routes_router
 from .observability import Metrics, instrument, make_tracer, outbound_headers, setup_logging
 
 log = logging.getLogger("shop.gateway")
@@ -53,13 +53,14 @@ def create_gateway(settings: Settings) -> FastAPI:
         if service is None:
             raise ShopError(404, f"no route for /api/{prefix}; routes: {', '.join('/api/' + p for p in PREFIXES)}")
         request.state.route_label = f"/api/{prefix}"
-        upstream = routes.pick(service)
         headers = {k: v for k, v in request.headers.items() if k in FORWARDED_HEADERS}
         headers.update(outbound_headers())
+        # A retry is safe for reads and for orders that carry an Idempotency-Key.
+        idempotent = request.method in ("GET", "PUT", "DELETE") or "idempotency-key" in headers
         try:
-            answer = http.request(
-                request.method, f"{upstream}/api/{prefix}{rest}", params=request.query_params,
-                content=request.state.body, headers=headers,
+            answer, upstream = request_with_one_retry(
+                http, request.method, lambda: routes.pick(service), f"/api/{prefix}{rest}", idempotent,
+                params=request.query_params, content=request.state.body, headers=headers,
             )
         except httpx.TimeoutException:
             raise ShopError(504, f"{service} did not answer in time", service=service)

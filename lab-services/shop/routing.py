@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from typing import Callable
 
 import httpx
 from fastapi import APIRouter
@@ -18,6 +19,35 @@ from fastapi import APIRouter
 from .errors import ShopError
 
 log = logging.getLogger("shop.routing")
+
+
+# httpx errors after which a request may be sent again. ConnectError: it never left. The
+# other two also happen when a pooled keep-alive connection was closed by a server that
+# has since gone (a replaced pod, a restarted process): safe to repeat only if idempotent.
+NEVER_SENT = (httpx.ConnectError,)
+MAYBE_SENT = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+def request_with_one_retry(http: httpx.Client, method: str, pick: Callable[[], str], path: str,
+                           idempotent: bool, **kwargs) -> tuple[httpx.Response, str]:
+    """Send to an upstream from `pick`; on a broken connection, once more to a fresh pick.
+
+    Without this, the first request after an upstream restarts can fail even though another
+    copy (or the new pod) is ready: a rolling update would lose requests.
+    """
+    base = pick()
+    try:
+        return http.request(method, base + path, **kwargs), base
+    except NEVER_SENT as err:
+        failure = err
+    except MAYBE_SENT as err:
+        if not idempotent:
+            raise
+        failure = err
+    retry_base = pick()
+    log.info("retrying once", extra={"upstream": base, "retry_upstream": retry_base,
+                                      "error": failure.__class__.__name__})
+    return http.request(method, retry_base + path, **kwargs), retry_base
 
 
 class Upstreams:
