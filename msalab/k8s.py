@@ -121,24 +121,41 @@ class Cluster:
         )
         return json.loads(self.exec_python(namespace, source, code))
 
+    # -- metrics, by layer (Lab III.6) -------------------------------------------------
+    def node_name(self) -> str:
+        return self.core.list_node().items[0].metadata.name  # the course clusters have one node
+
+    def kubelet_metrics(self, path: str = "metrics/cadvisor") -> str:
+        """The kubelet's Prometheus text (metrics/cadvisor: per container; metrics/resource:
+        what metrics-server reads), through the API server's node proxy."""
+        return self.core.connect_get_node_proxy_with_path(self.node_name(), path)
+
+    def resource_usage(self, kind: str, namespace: str | None = None) -> dict[str, tuple[float, float]]:
+        """metrics-server's view (`kubectl top`): name -> (CPU millicores, memory MiB) for
+        kind "nodes" or "pods" (pods: summed over their containers)."""
+        from kubernetes.utils import parse_quantity
+
+        group = ("metrics.k8s.io", "v1beta1")
+        if kind == "nodes":
+            items = self.custom.list_cluster_custom_object(*group, "nodes")["items"]
+            usages = {i["metadata"]["name"]: [i["usage"]] for i in items}
+        else:
+            items = self.custom.list_namespaced_custom_object(*group, namespace, "pods")["items"]
+            usages = {i["metadata"]["name"]: [c["usage"] for c in i["containers"]] for i in items}
+        return {name: (float(sum(parse_quantity(u["cpu"]) for u in us)) * 1000,
+                       float(sum(parse_quantity(u["memory"]) for u in us)) / 2**20)
+                for name, us in usages.items()}
+
     def cpu_millicores(self, namespace: str, pod_prefix: str) -> float:
         """CPU the pods named pod_prefix* use now, from the resource metrics API
         (metrics-server: what `kubectl top` and the HPA read)."""
-        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
 
         try:
-            metrics = client.CustomObjectsApi(self.api).list_namespaced_custom_object(
-                "metrics.k8s.io", "v1beta1", namespace, "pods")
-        except client.exceptions.ApiException:
+            usage = self.resource_usage("pods", namespace)
+        except ApiException:
             return float("nan")  # metrics not there yet (metrics-server starting): no reading
-        scale = {"n": 1e-6, "u": 1e-3, "m": 1.0}
-        total = 0.0
-        for pod in metrics["items"]:
-            if pod["metadata"]["name"].startswith(pod_prefix):
-                for container in pod["containers"]:
-                    value = container["usage"]["cpu"]
-                    total += float(value[:-1]) * scale[value[-1]] if value[-1] in scale else float(value) * 1000
-        return total
+        return sum(cpu for name, (cpu, _) in usage.items() if name.startswith(pod_prefix))
 
     def background_load(self, namespace: str, url: str, workers: int = 2) -> "PodLoad":
         """Keep requesting `url` from inside the gateway pod until .stop(): load that the

@@ -50,3 +50,25 @@ def test_a_service_that_cannot_start_says_why(tmp_path):
     with pytest.raises(LabError, match="exited while starting"):
         bad.start().wait_ready(10)
     bad.stop()
+
+
+def test_promtext_reads_and_sums_matching_samples():
+    from msalab import promtext
+
+    text = (
+        "# TYPE http_requests counter\n"
+        'http_requests_total{route="/a",status="200"} 3\n'
+        'http_requests_total{route="/a",status="500"} 2\n'
+        'http_requests_total{route="/b",status="200"} 5\n'
+    )
+    assert promtext.total(text, "http_requests_total", route="/a") == 5
+    assert promtext.total(text, "http_requests_total", status="200") == 8
+    assert promtext.total(text, "http_requests_total", route="/c") == 0
+
+
+def test_promtext_total_at_gives_the_measurement_time():
+    from msalab import promtext
+
+    text = 'cpu_seconds_total{pod="a"} 3 1000\ncpu_seconds_total{pod="b"} 4 2000\n'
+    assert promtext.total_at(text, "cpu_seconds_total") == (7, 2.0)
+    assert promtext.total_at("cpu_seconds_total 1\n", "cpu_seconds_total") == (1, None)

@@ -1,0 +1,31 @@
+"""Reading Prometheus' text format (what /metrics endpoints answer) without a Prometheus:
+the Part III monitoring lab reads the kubelet's and the shop's metrics with it."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def samples(text: str, name: str, **match: str) -> list[tuple[dict, float]]:
+    """(labels, value) of every sample called `name` whose labels include `match`."""
+    found = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in match.items()):
+                found.append((sample.labels, sample.value))
+    return found
+
+
+def total(text: str, name: str, **match: str) -> float:
+    """The sum of the matching samples (0 when there are none)."""
+    return sum(value for _, value in samples(text, name, **match))
+
+
+def total_at(text: str, name: str, **match: str) -> tuple[float, float | None]:
+    """The sum of the matching samples, and when they were measured (the newest sample
+    timestamp, in seconds; None when the endpoint gives none). cAdvisor refreshes its counters
+    every 10 s or so: a rate must be taken between two measurements, not two reads."""
+    found = [s for family in text_string_to_metric_families(text) for s in family.samples
+             if s.name == name and all(s.labels.get(k) == v for k, v in match.items())]
+    stamps = [float(s.timestamp) for s in found if s.timestamp is not None]
+    return sum(s.value for s in found), max(stamps) if stamps else None
