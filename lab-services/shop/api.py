@@ -134,6 +134,17 @@ def orders_router(orders: Orders, metrics: Metrics) -> APIRouter:
     return router
 
 
+def resilience_router(guards: list) -> APIRouter:
+    """GET /admin/resilience: each protected peer's circuit state (empty when protection is off)."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/admin/resilience")
+    def resilience_state() -> dict:
+        return {"enabled": bool(guards), "peers": [guard.state() for guard in guards]}
+
+    return router
+
+
 def operations_router(faults: FaultBoard, ready_checks: list) -> APIRouter:
     """Health, fault knobs. The same on every service and on the monolith."""
     router = APIRouter(tags=["operations"])
@@ -232,10 +243,11 @@ def build_modules(settings: Settings, faults: FaultBoard) -> dict:
             upstreams = Upstreams({"catalog": settings.catalog_url, "inventory": settings.inventory_url,
                                    "payments": settings.payments_url})
             modules["upstreams"] = upstreams
-            timeout = settings.upstream_timeout_s
-            peers = {"catalog": RemoteCatalog("catalog", upstreams, timeout),
-                     "inventory": RemoteInventory("inventory", upstreams, timeout),
-                     "payments": RemotePayments("payments", upstreams, timeout)}
+            timeout = settings.call_timeout_s if settings.resilience else settings.upstream_timeout_s
+            peers = {"catalog": RemoteCatalog("catalog", upstreams, timeout, settings.guard("catalog")),
+                     "inventory": RemoteInventory("inventory", upstreams, timeout, settings.guard("inventory")),
+                     "payments": RemotePayments("payments", upstreams, timeout, settings.guard("payments"))}
+            modules["guards"] = [peer.guard for peer in peers.values() if peer.guard]
         modules["orders"] = Orders(db, faults, **peers)
     return {"db": db, **modules}
 
@@ -269,6 +281,7 @@ def create_app(settings: Settings) -> FastAPI:
         _start_recovery(parts["orders"], settings.recovery_age_s)
     if "upstreams" in parts:
         app.include_router(routes_router(parts["upstreams"]))
+    app.include_router(resilience_router(parts.get("guards", [])))
     app.include_router(operations_router(faults, [("database", parts["db"].ping)]))
     add_metrics_route(app, metrics)
     app.state.settings, app.state.faults, app.state.parts = settings, faults, parts

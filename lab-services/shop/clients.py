@@ -10,22 +10,29 @@ import httpx
 
 from .errors import ShopError
 from .observability import outbound_headers
+from .resilience import Guard
 from .routing import Upstreams, request_with_one_retry
 
 
 class RemoteModule:
-    def __init__(self, name: str, upstreams: Upstreams, timeout_s: float) -> None:
+    def __init__(self, name: str, upstreams: Upstreams, timeout_s: float, guard: Guard | None = None) -> None:
         self.name = name
         self.upstreams = upstreams
+        self.guard = guard  # resilience: timeout, retries, circuit breaker, bulkhead (or None)
         self._http = httpx.Client(timeout=timeout_s)
 
     def call(self, method: str, path: str, json: dict | None = None) -> dict:
+        if self.guard is None:
+            return self._call(method, path, json)
+        return self.guard.call(lambda: self._call(method, path, json))
+
+    def _call(self, method: str, path: str, json: dict | None) -> dict:
         try:
             # Every peer call is idempotent (keyed by order id), so a broken connection is retried once.
             response, _ = request_with_one_retry(self._http, method, lambda: self.upstreams.pick(self.name), path,
                                                  True, json=json, headers=outbound_headers())
         except httpx.TimeoutException as err:
-            raise ShopError(503, f"{self.name} did not answer in time", module=self.name) from err
+            raise ShopError(503, f"{self.name} did not answer in time", module=self.name, timeout=True) from err
         except httpx.TransportError as err:
             raise ShopError(503, f"{self.name} is unavailable ({err.__class__.__name__})", module=self.name) from err
         try:

@@ -28,6 +28,16 @@ class Settings:
     product_count: int = 200  # products seeded into an empty catalog
     initial_stock: int = 1000  # units of each product seeded into an empty inventory
     upstream_timeout_s: float = 5.0
+    # Protection around calls to peers (shop/resilience.py); off by default, so the
+    # resilience lab can show the cascade first. Timeouts shrink down the call chain:
+    # the gateway waits longer than orders waits for payments.
+    resilience: bool = False
+    call_timeout_s: float = 1.0      # a service's calls to its peers
+    gateway_timeout_s: float = 3.0   # the gateway's calls to the services
+    bulkhead_size: int = 10          # calls in flight to one peer; more are refused at once
+    retries: int = 2                 # extra tries after a quick 5xx, with backoff and jitter
+    breaker_failures: int = 5        # failures in a row that open the circuit
+    breaker_reset_s: float = 5.0     # how long it stays open before calls may try again
     catalog_url: str = "http://127.0.0.1:8101"
     orders_url: str = "http://127.0.0.1:8102"
     payments_url: str = "http://127.0.0.1:8103"
@@ -36,6 +46,15 @@ class Settings:
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     log_level: str = "INFO"
     recovery_age_s: float = 30.0  # pending orders older than this are undone
+
+    def guard(self, peer: str, retries: int | None = None):
+        """The protection for calls to `peer`, or None when resilience is off."""
+        if not self.resilience:
+            return None
+        from .resilience import Guard
+
+        retries = self.retries if retries is None else retries
+        return Guard(peer, self.bulkhead_size, retries, self.breaker_failures, self.breaker_reset_s)
 
     @property
     def db_path(self) -> Path:

@@ -34,10 +34,16 @@ def create_gateway(settings: Settings) -> FastAPI:
     metrics = Metrics("gateway")
     routes = Upstreams({"catalog": settings.catalog_url, "orders": settings.orders_url,
                         "inventory": settings.inventory_url, "payments": settings.payments_url})
-    http = httpx.Client(timeout=settings.upstream_timeout_s, limits=httpx.Limits(max_connections=200))
+    timeout = settings.gateway_timeout_s if settings.resilience else settings.upstream_timeout_s
+    http = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=200))
+    # With resilience on, each service gets its own bulkhead (and breaker): a hung orders
+    # service can hold at most bulkhead_size of the gateway's threads, not all of them.
+    # No retries at this level: an order without an Idempotency-Key must not be sent twice
+    # (request_with_one_retry already retries what is safe to retry).
+    guards = {name: settings.guard(name, retries=0) for name in PREFIXES.values()}
     app = FastAPI(title="shop: gateway", version=__version__)
 
-    from .api import add_error_handlers, add_metrics_route, operations_router
+    from .api import add_error_handlers, add_metrics_route, operations_router, resilience_router
 
     add_error_handlers(app)
     instrument(app, "gateway", settings.version,
@@ -45,6 +51,7 @@ def create_gateway(settings: Settings) -> FastAPI:
                settings.instance)
 
     app.include_router(routes_router(routes))
+    app.include_router(resilience_router([g for g in guards.values() if g]))
 
     @app.api_route("/api/{prefix}{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
     def proxy(prefix: str, rest: str, request: Request, body: bytes = b"") -> Response:
@@ -57,15 +64,21 @@ def create_gateway(settings: Settings) -> FastAPI:
         headers.update(outbound_headers())
         # A retry is safe for reads and for orders that carry an Idempotency-Key.
         idempotent = request.method in ("GET", "PUT", "DELETE") or "idempotency-key" in headers
-        try:
-            answer, upstream = request_with_one_retry(
-                http, request.method, lambda: routes.pick(service), f"/api/{prefix}{rest}", idempotent,
-                params=request.query_params, content=request.state.body, headers=headers,
-            )
-        except httpx.TimeoutException:
-            raise ShopError(504, f"{service} did not answer in time", service=service)
-        except httpx.TransportError as err:
-            raise ShopError(503, f"{service} is unavailable ({err.__class__.__name__})", service=service)
+        def forward() -> tuple[httpx.Response, str]:
+            try:
+                return request_with_one_retry(
+                    http, request.method, lambda: routes.pick(service), f"/api/{prefix}{rest}", idempotent,
+                    params=request.query_params, content=request.state.body, headers=headers,
+                )
+            except httpx.TimeoutException:
+                raise ShopError(504, f"{service} did not answer in time", service=service, timeout=True)
+            except httpx.TransportError as err:
+                raise ShopError(503, f"{service} is unavailable ({err.__class__.__name__})", service=service)
+
+        guard = guards[service]
+        # The gateway passes answers through, errors included: its guard only sees its own
+        # failures to reach a service (so no retries of a service's 5xx here).
+        answer, upstream = guard.call(forward) if guard else forward()
         # The gateway's own X-Served-By/X-Instance are added by its middleware; the
         # upstream's are passed back as X-Upstream and X-Upstream-Instance.
         kept = {k: v for k, v in answer.headers.items() if k in ("content-type", "idempotent-replayed")}
