@@ -162,6 +162,11 @@ def stop_all(deployment: str = "*") -> list[str]:
         _end(record["pid"], 10)
         stopped.append(record["name"])
         record_path.unlink(missing_ok=True)
+    if deployment == "*":  # and what a supervisord of Part II's lab 8 still runs
+        from .supervisor import Supervisor
+
+        if Supervisor(None).shutdown():
+            stopped.append("supervisord")
     return stopped
 
 
