@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
 from .catalog import Catalog
+from .dynamic import LiveConfig, config_router, connect
 from .clients import RemoteCatalog, RemoteInventory, RemotePayments
 from .config import MODULES, Settings
 from .db import Database
@@ -225,13 +226,13 @@ def _start_recovery(orders: Orders, every_s: float) -> None:
     threading.Thread(target=loop, name="orders-recovery", daemon=True).start()
 
 
-def build_modules(settings: Settings, faults: FaultBoard) -> dict:
+def build_modules(settings: Settings, faults: FaultBoard, live: LiveConfig | None = None) -> dict:
     """The modules this process serves: all of them for the monolith, one otherwise."""
     served = MODULES if settings.service == "monolith" else (settings.service,)
     db = Database(settings.db_path)  # one file for the monolith, one per microservice
     modules: dict = {}
     if "catalog" in served:
-        modules["catalog"] = Catalog(db, faults, settings.product_count)
+        modules["catalog"] = Catalog(db, faults, settings.product_count, live)
     if "inventory" in served:
         modules["inventory"] = Inventory(db, faults, settings.product_count, settings.initial_stock)
     if "payments" in served:
@@ -261,7 +262,8 @@ def create_app(settings: Settings) -> FastAPI:
     served = list(MODULES) if settings.service == "monolith" else [settings.service]
     faults = FaultBoard(served)
     metrics = Metrics(settings.service)
-    parts = build_modules(settings, faults)
+    live = LiveConfig(settings.service)
+    parts = build_modules(settings, faults, live)
     app = FastAPI(title=f"shop: {settings.service}", version=__version__)
     add_error_handlers(app)
     instrument(app, settings.service, settings.version,
@@ -281,6 +283,8 @@ def create_app(settings: Settings) -> FastAPI:
         _start_recovery(parts["orders"], settings.recovery_age_s)
     if "upstreams" in parts:
         app.include_router(routes_router(parts["upstreams"]))
+    connect(app, settings, live, parts.get("upstreams"))
+    app.include_router(config_router(live))
     app.include_router(resilience_router(parts.get("guards", [])))
     app.include_router(operations_router(faults, [("database", parts["db"].ping)]))
     add_metrics_route(app, metrics)

@@ -33,9 +33,10 @@ def seed_products(count: int) -> list[dict]:
 class Catalog:
     name = "catalog"
 
-    def __init__(self, db: Database, faults: FaultBoard, product_count: int) -> None:
+    def __init__(self, db: Database, faults: FaultBoard, product_count: int, live=None) -> None:
         self.db = db
         self.faults = faults
+        self.live = live  # dynamic.LiveConfig: sale_percent can change while the catalog runs
         with db.transaction() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS products (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
@@ -54,11 +55,20 @@ class Catalog:
         if not 1 <= limit <= 500 or offset < 0:
             raise ShopError(422, "limit must be 1..500 and offset >= 0")
         ids = sorted(self._by_id)[offset : offset + limit]
-        return {"products": [self._by_id[i] for i in ids], "total": len(self._by_id)}
+        return {"products": [self._priced(self._by_id[i]) for i in ids], "total": len(self._by_id)}
 
     def get_product(self, product_id: str) -> dict:
         self.faults.apply(self.name)
         product = self._by_id.get(product_id)
         if product is None:
             raise ShopError(404, f"unknown product {product_id!r}", product_id=product_id)
-        return product
+        return self._priced(product)
+
+    def _priced(self, product: dict) -> dict:
+        """The product at today's price: a sale (live config) lowers price_cents, which
+        orders then charge; list_price_cents keeps the normal price."""
+        sale = self.live.number("sale_percent", 0, 0, 90) if self.live else 0
+        if not sale:
+            return product
+        return {**product, "price_cents": round(product["price_cents"] * (100 - sale) / 100),
+                "list_price_cents": product["price_cents"], "sale_percent": sale}

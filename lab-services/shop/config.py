@@ -42,6 +42,10 @@ class Settings:
     orders_url: str = "http://127.0.0.1:8102"
     payments_url: str = "http://127.0.0.1:8103"
     inventory_url: str = "http://127.0.0.1:8104"
+    # Part II: an etcd URL for live config and one for the service registry (empty: not used)
+    config_store: str = ""
+    registry: str = ""
+    registry_ttl_s: int = 3          # an instance that stops renewing is gone after this long
     otel_exporter: str = "none"  # none | console | otlp
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     log_level: str = "INFO"

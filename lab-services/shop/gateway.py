@@ -19,6 +19,7 @@ from . import __version__
 from .config import Settings
 from .errors import ShopError
 from .faults import FaultBoard
+from .dynamic import LiveConfig, config_router, connect
 from .routing import Upstreams, request_with_one_retry, routes_router
 from .observability import Metrics, instrument, make_tracer, outbound_headers, setup_logging
 
@@ -51,6 +52,9 @@ def create_gateway(settings: Settings) -> FastAPI:
                settings.instance)
 
     app.include_router(routes_router(routes))
+    live = LiveConfig("gateway")
+    connect(app, settings, live, routes)  # with SHOP_REGISTRY, the registry fills the route table
+    app.include_router(config_router(live))
     app.include_router(resilience_router([g for g in guards.values() if g]))
 
     @app.api_route("/api/{prefix}{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])

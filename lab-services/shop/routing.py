@@ -63,7 +63,17 @@ class Upstreams:
     def pick(self, name: str) -> str:
         with self._lock:
             urls = self._routes[name]
+            if not urls:
+                raise ShopError(503, f"no instance of {name} is registered", service=name)
             return urls[next(self._turn) % len(urls)]
+
+    def replace(self, name: str, urls: list[str]) -> None:
+        """Set a route's instances as a registry lists them (registration is their readiness)."""
+        urls = sorted(u.rstrip("/") for u in urls)
+        with self._lock:
+            previous, self._routes[name] = self._routes[name], urls
+        if previous != urls:
+            log.info("instances changed", extra={"route": name, "from": previous, "to": urls})
 
     def switch(self, name: str, urls: list[str], http: httpx.Client) -> dict:
         """Point a route at new upstreams, but only once every one of them is ready."""

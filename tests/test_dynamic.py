@@ -1,0 +1,80 @@
+"""Part II with a real etcd: live config reaches running services; instances register with a
+lease, and a killed one leaves the registry and the gateway's rotation without a failed request."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+from conftest import TEST_ENV
+from msalab import components, images, load, ports, shop
+
+sys.path.insert(0, str(shop.paths.LAB_SERVICES))
+from shop.etcd import Etcd  # noqa: E402
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def etcd():
+    if not images.docker_available():
+        if os.environ.get("MSALAB_REQUIRE_DOCKER"):
+            pytest.fail("no Docker engine is running (fix: make setup)")
+        pytest.skip("no Docker engine is running (fix: make setup)")
+    store = components.start("etcd")  # a fresh container: an empty store
+    yield Etcd(store.url)
+    components.stop("etcd")
+
+
+@pytest.fixture(scope="module")
+def dynamic_shop(etcd):
+    port_of = {s: ports.free_port() for s in shop.Microservices.SERVICES}
+    env = {**TEST_ENV, "SHOP_CONFIG_STORE": etcd.url, "SHOP_REGISTRY": etcd.url}
+    deployment = shop.Microservices("test-dynamic", port_of=port_of, env=env).start()
+    yield deployment
+    deployment.cleanup()
+
+
+def until(check, timeout_s: float) -> float:
+    """Seconds until check() held; fails the test after timeout_s."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout_s, f"not true within {timeout_s} s"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def test_every_service_registers_itself(dynamic_shop, etcd):
+    registered = {key.split("/")[3] for key in etcd.get_prefix("/shop/services/")[0]}
+    assert registered == {"catalog", "inventory", "payments", "orders"}
+
+
+def test_a_sale_reaches_the_running_catalog_and_orders_charge_it(dynamic_shop, etcd):
+    client = dynamic_shop.client
+    price = client.product("p-0001").body["price_cents"]
+    etcd.put("/shop/config/catalog/sale_percent", "25")
+    try:
+        assert until(lambda: client.product("p-0001").body["price_cents"] == round(price * 0.75), 2) < 2
+        assert client.order({"p-0001": 2}).body["total_cents"] == 2 * round(price * 0.75)
+        etcd.put("/shop/config/catalog/sale_percent", "not a number")  # ignored: back to the default
+        until(lambda: client.product("p-0001").body["price_cents"] == price, 2)
+    finally:
+        etcd.delete("/shop/config/catalog/sale_percent")
+
+
+def test_killed_instance_leaves_the_rotation_without_failed_requests(dynamic_shop, etcd):
+    client, gateway = dynamic_shop.client, dynamic_shop.service_client("gateway")
+    copy = dynamic_shop.start_copy("catalog", "catalog-2", ports.free_port(), version="second")
+    until(lambda: copy.url in gateway.request("GET", "/admin/routes").body["catalog"], 5)
+    with load.Stream(lambda: client.product("p-0001"), rate_per_s=40) as stream:
+        time.sleep(1)
+        copy.kill()  # SIGKILL: no goodbye; only the lease's TTL (3 s) removes it
+        gone_after = until(lambda: copy.url not in gateway.request("GET", "/admin/routes").body["catalog"], 6)
+        time.sleep(1)
+    result = stream.stop()
+    assert 2 < gone_after < 5
+    assert result.failed == []
+    assert {s.upstream for s in result.samples} == {"catalog/blue", "catalog/second"}
