@@ -6,12 +6,18 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 
+def _named(sample_name: str, name: str) -> bool:
+    # The parser names every counter sample NAME_total, also when the exporter wrote NAME
+    # (as Envoy does): accept both spellings.
+    return sample_name == name or sample_name == name + "_total"
+
+
 def samples(text: str, name: str, **match: str) -> list[tuple[dict, float]]:
     """(labels, value) of every sample called `name` whose labels include `match`."""
     found = []
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in match.items()):
+            if _named(sample.name, name) and all(sample.labels.get(k) == v for k, v in match.items()):
                 found.append((sample.labels, sample.value))
     return found
 
@@ -26,6 +32,6 @@ def total_at(text: str, name: str, **match: str) -> tuple[float, float | None]:
     timestamp, in seconds; None when the endpoint gives none). cAdvisor refreshes its counters
     every 10 s or so: a rate must be taken between two measurements, not two reads."""
     found = [s for family in text_string_to_metric_families(text) for s in family.samples
-             if s.name == name and all(s.labels.get(k) == v for k, v in match.items())]
+             if _named(s.name, name) and all(s.labels.get(k) == v for k, v in match.items())]
     stamps = [float(s.timestamp) for s in found if s.timestamp is not None]
     return sum(s.value for s in found), max(stamps) if stamps else None

@@ -72,3 +72,10 @@ def test_promtext_total_at_gives_the_measurement_time():
     text = 'cpu_seconds_total{pod="a"} 3 1000\ncpu_seconds_total{pod="b"} 4 2000\n'
     assert promtext.total_at(text, "cpu_seconds_total") == (7, 2.0)
     assert promtext.total_at("cpu_seconds_total 1\n", "cpu_seconds_total") == (1, None)
+
+
+def test_promtext_finds_counters_written_without_total():
+    from msalab import promtext
+
+    text = '# TYPE envoy_rate_limited counter\nenvoy_rate_limited{prefix="products"} 2\n'
+    assert promtext.total(text, "envoy_rate_limited", prefix="products") == 2
