@@ -83,3 +83,19 @@ def table(rows: list[dict], columns: list[str] | None = None):
     head = "".join(f"<th>{escape(str(c))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>" for r in rows)
     return HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def waterfall(spans: list[dict], title: str, ax=None):
+    """A trace as a waterfall: one bar per span (start, duration), labelled by service."""
+    ax = ax or plt.subplots(figsize=(8, 0.45 * len(spans) + 1.2))[1]
+    palette = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#9d755d"]
+    colours = {service: palette[i % len(palette)] for i, service in enumerate(dict.fromkeys(s["service"] for s in spans))}
+    for row, span in enumerate(spans):
+        ax.barh(row, span["duration_ms"], left=span["start_ms"], color=colours[span["service"]])
+        ax.text(span["start_ms"] + span["duration_ms"], row, f" {span['duration_ms']:.1f} ms", va="center", fontsize=8)
+    ax.set_yticks(range(len(spans)), [f"{s['service']}: {s['operation']}" for s in spans], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds since the trace started")
+    ax.set_title(title)
+    plt.tight_layout()
+    return ax
