@@ -48,3 +48,31 @@ def _flatten(trace: dict) -> list[dict]:
               "parent_id": next((r["spanID"] for r in span.get("references", []) if r["refType"] == "CHILD_OF"), None)}
              for span in trace["spans"]]
     return sorted(spans, key=lambda s: s["start_ms"])
+
+
+def loki_query(logql: str, minutes: float = 15, limit: int = 2000) -> list[dict]:
+    """Log lines matching a LogQL query over the last `minutes`, oldest first, each as its
+    parsed JSON plus the stream's labels under "labels"."""
+    import json
+    import time
+
+    import httpx
+
+    loki = components.require("loki")
+    now = time.time_ns()
+    answer = httpx.get(f"{loki.url}/loki/api/v1/query_range", timeout=30, params={
+        "query": logql, "start": now - int(minutes * 60e9), "end": now, "limit": limit, "direction": "forward"})
+    answer.raise_for_status()
+    lines = [{**json.loads(line), "labels": stream["stream"]}
+             for stream in answer.json()["data"]["result"] for _, line in stream["values"]]
+    return sorted(lines, key=lambda line: line.get("ts", 0))
+
+
+def loki_metric(logql: str) -> dict[str, float]:
+    """An instant LogQL metric query (count_over_time, rate...) as {label values: number}."""
+    import httpx
+
+    loki = components.require("loki")
+    answer = httpx.get(f"{loki.url}/loki/api/v1/query", params={"query": logql}, timeout=30)
+    answer.raise_for_status()
+    return {",".join(r["metric"].values()) or "all": float(r["value"][1]) for r in answer.json()["data"]["result"]}
