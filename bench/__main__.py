@@ -3,7 +3,9 @@
 - memory per running copy: the whole monolith vs each microservice (RSS after warm-up);
 - order latency p50/p99 at a fixed request rate, monolith vs microservices (the network tax);
 - requests per second of the catalog service pinned to one core (wrk on the other core);
-- the gateway's added latency on a product lookup (sequential requests, no queueing).
+- the gateway's added latency on a product lookup (sequential requests, no queueing);
+- Part II (needs Docker): a sidecar Envoy's latency, CPU and memory under fortio at
+  1000 req/s, and the latency an Envoy API gateway adds.
 All traffic goes to 127.0.0.1. No targets yet: later work is compared with these figures.
 """
 
@@ -86,7 +88,9 @@ def catalog_rps() -> tuple:
 
 def main() -> int:
     os.environ.setdefault("MSALAB_NO_PROGRESS", "1")
-    print_table(("benchmark", "what", "result"), memory_and_orders() + [catalog_rps()])
+    from bench import components
+
+    print_table(("benchmark", "what", "result"), memory_and_orders() + [catalog_rps()] + components.rows())
     return 0
 
 

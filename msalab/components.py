@@ -1,0 +1,501 @@
+"""Part II's real components as containers: etcd, Envoy, Loki, Jaeger, Prometheus, fortio.
+
+    etcd = components.start("etcd")                      # waits until it answers
+    prom = components.start("prometheus", config_files={"prometheus.yml": text})
+    prom.urls["http"], prom.memory_mb(), prom.cpu_seconds(), prom.logs()
+    components.stop("prometheus"); components.stop_all()
+
+Versions, images and ports are pinned in versions.yaml (`components`). The image is the
+upstream one when it is present or can be pulled, else an equivalent one built here from
+package registries (images.base_image decides the same way for the shop's base).
+
+Every container:
+- uses `--network host`: the labs' services are host processes on 127.0.0.1, and the
+  components must reach them (Prometheus scrapes them, Envoy routes to them) and be reached
+  by them on fixed 127.0.0.1 ports; each component is configured to listen on 127.0.0.1
+  only, so nothing is exposed beyond this machine. Docker Desktop (macOS, Windows) needs
+  host networking enabled: Settings > Resources > Network > Enable host networking.
+- runs as nobody (65534), keeps its state on a tmpfs (/data, gone when it stops) and reads
+  the lab's config files read-only from /etc/msalab;
+- carries the labels msalab.course (so `python -m msalab clean` removes it) and
+  msalab.component=NAME (how running() finds the course's components and nothing else).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from . import images, paths, ports
+from .errors import LabError
+
+LABEL = "msalab.component"
+USER = "65534:65534"
+CONFIG_DIR, DATA_DIR = "/etc/msalab", "/data"
+READY_TIMEOUT_S = 60
+PULL_TIMEOUT_S = 30  # a blocked registry fails in well under a second
+NICE = 19  # Go builds at the lowest priority: they must not starve a cluster or a lab running beside them
+START_FIX = "from msalab import components; components.start({name!r})"
+STOP_FIX = "python -m msalab components stop   (stops the course's components)"
+
+# Default arguments and config files; {port names} are filled from versions.yaml.
+ARGS = {
+    "etcd": ["--name", "msalab", "--data-dir", f"{DATA_DIR}/etcd",
+             "--listen-client-urls", "http://127.0.0.1:{client}", "--advertise-client-urls", "http://127.0.0.1:{client}",
+             "--listen-peer-urls", "http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", "http://127.0.0.1:{peer}",
+             "--initial-cluster", "msalab=http://127.0.0.1:{peer}"],
+    # No hot restart: with the host network its abstract socket would clash between Envoys.
+    "envoy": ["-c", f"{CONFIG_DIR}/envoy.yaml", "--disable-hot-restart", "--log-level", "warn"],
+    "loki": [f"-config.file={CONFIG_DIR}/loki.yaml"],
+    "jaeger": [f"--config={CONFIG_DIR}/jaeger.yaml"],
+    "prometheus": [f"--config.file={CONFIG_DIR}/prometheus.yml", f"--storage.tsdb.path={DATA_DIR}/prometheus",
+                   "--web.listen-address=127.0.0.1:{http}"],
+    "fortio": ["server", "-http-port", "127.0.0.1:{http}", "-grpc-port", "127.0.0.1:{grpc}", "-redirect-port",
+               "disabled", "-tcp-port", "disabled", "-udp-port", "disabled", "-data-dir", DATA_DIR],
+}
+CONFIGS = {
+    "envoy": {"envoy.yaml": """\
+admin:
+  address:
+    socket_address: {{address: 127.0.0.1, port_value: {admin}}}
+"""},
+    "loki": {"loki.yaml": f"""\
+auth_enabled: false
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: {{http}}
+  grpc_listen_address: 127.0.0.1
+  grpc_listen_port: {{grpc}}
+  log_level: warn
+common:
+  instance_addr: 127.0.0.1
+  path_prefix: {DATA_DIR}/loki
+  storage:
+    filesystem:
+      chunks_directory: {DATA_DIR}/loki/chunks
+      rules_directory: {DATA_DIR}/loki/rules
+  replication_factor: 1
+  ring:
+    kvstore:
+      store: inmemory
+schema_config:
+  configs:
+    - from: 2024-01-01
+      store: tsdb
+      object_store: filesystem
+      schema: v13
+      index:
+        prefix: index_
+        period: 24h
+ingester:
+  lifecycler:
+    min_ready_duration: 0s
+frontend:
+  scheduler_dns_lookup_period: 3s   # ready in about 4 s, not 11 (sooner logs errors while its scheduler starts)
+frontend_worker:
+  dns_lookup_duration: 1s
+analytics:
+  reporting_enabled: false
+"""},
+    "jaeger": {"jaeger.yaml": """\
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: warn
+extensions:
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: 100000
+  jaeger_query:
+    storage:
+      traces: memstore
+    http:
+      endpoint: 127.0.0.1:{query}
+    grpc:
+      endpoint: 127.0.0.1:{query_grpc}
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{otlp_grpc}
+      http:
+        endpoint: 127.0.0.1:{otlp_http}
+processors:
+  batch:
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+"""},
+    "prometheus": {"prometheus.yml": """\
+global:
+  scrape_interval: 5s
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ["127.0.0.1:{http}"]
+"""},
+}
+
+
+# --- what versions.yaml pins ---------------------------------------------------------------
+
+def names() -> list[str]:
+    return list(paths.versions()["components"])
+
+
+def spec(name: str) -> dict:
+    specs = paths.versions()["components"]
+    if name not in specs:
+        raise LabError(f"unknown component {name!r}", f"use one of: {', '.join(specs)}")
+    return specs[name]
+
+
+def offline_ref(name: str) -> str:
+    offline = spec(name)["offline"]
+    return f"{offline['name']}:{offline['tag']}"
+
+
+def container_name(name: str) -> str:
+    return f"msalab-{name}"
+
+
+# --- the component ------------------------------------------------------------------------
+
+@dataclass
+class Component:
+    name: str
+    image: str
+    container: str
+    ports: dict[str, int]
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {role: f"http://127.0.0.1:{port}" for role, port in self.ports.items()}
+
+    @property
+    def url(self) -> str:
+        """The URL of the port that answers the readiness probe (the main one)."""
+        return self.urls[spec(self.name)["ready"]["port"]]
+
+    def memory_mb(self) -> float:
+        """Memory its processes use (MiB): the cgroup's usage minus inactive file cache (as docker
+        stats counts) and minus its tmpfs data, which would be on disk in a real deployment
+        (etcd alone preallocates 128 MiB of write-ahead log there)."""
+        usage, stat = _memory(self.container)
+        if "total_inactive_file" in stat:  # cgroup v1 (the engine's copy has no total_shmem: cache less file pages)
+            inactive = stat["total_inactive_file"]
+            tmpfs = stat.get("total_shmem", stat["total_cache"] - stat["total_active_file"] - inactive)
+        else:
+            inactive, tmpfs = stat.get("inactive_file", 0), stat.get("shmem", 0)
+        return (usage - inactive - tmpfs) / 2**20
+
+    def cpu_seconds(self) -> float:
+        """CPU time used since the container started (all its processes, user and system)."""
+        cgroup = _cgroup_files(self.container)
+        if cgroup is None:
+            return _engine_stats(self.container)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
+        if cgroup["cpu"].name == "cpu.stat":  # cgroup v2
+            return _keyed(cgroup["cpu"])["usage_usec"] / 1e6
+        return int(cgroup["cpu"].read_text()) / 1e9
+
+    def logs(self, tail: int | None = None) -> str:
+        """What the component wrote (stdout and stderr together)."""
+        args = ["logs", *(["--tail", str(tail)] if tail else []), self.container]
+        return subprocess.run(["docker", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=60).stdout
+
+    def running(self) -> bool:
+        state = images._docker("inspect", "--format", "{{.State.Running}}", self.container)
+        return state.stdout.strip() == "true"
+
+
+def _memory(container: str) -> tuple[int, dict[str, int]]:
+    """The cgroup's memory usage and its memory.stat, from /sys/fs/cgroup or else the engine."""
+    cgroup = _cgroup_files(container)
+    if cgroup is None:
+        memory = _engine_stats(container)["memory_stats"]
+        return memory["usage"], memory.get("stats", {})
+    return int(cgroup["memory_usage"].read_text()), _keyed(cgroup["memory_stat"])
+
+
+def _keyed(path: Path) -> dict[str, int]:
+    return {k: int(v) for k, v in (line.split() for line in path.read_text().splitlines())}
+
+
+def _cgroup_files(container: str) -> dict[str, Path] | None:
+    """The container's cgroup files under /sys/fs/cgroup (v1 or v2); None when the engine
+    runs elsewhere (Docker Desktop's VM) and the host cannot see them."""
+    found = images._docker("inspect", "--format", "{{.State.Pid}} {{.Id}}", container).stdout.split()
+    if len(found) != 2 or not Path(f"/proc/{found[0]}/cgroup").exists():
+        return None
+    lines = Path(f"/proc/{found[0]}/cgroup").read_text().splitlines()
+    if not any(found[1] in line for line in lines):  # a local pid that is not the container's
+        return None
+    v1 = {c: rel for _, controllers, rel in (line.split(":", 2) for line in lines) for c in controllers.split(",")}
+    root = Path("/sys/fs/cgroup")
+    if "memory" in v1 and "cpuacct" in v1:
+        files = {"memory_usage": root / "memory" / v1["memory"].lstrip("/") / "memory.usage_in_bytes",
+                 "memory_stat": root / "memory" / v1["memory"].lstrip("/") / "memory.stat",
+                 "cpu": root / "cpuacct" / v1["cpuacct"].lstrip("/") / "cpuacct.usage"}
+    else:
+        folder = root / v1.get("", "").lstrip("/")
+        files = {"memory_usage": folder / "memory.current", "memory_stat": folder / "memory.stat",
+                 "cpu": folder / "cpu.stat"}
+    return files if all(f.exists() for f in files.values()) else None
+
+
+def _engine_stats(container: str) -> dict:
+    """The engine's stats for the container (what `docker stats` reads), over its Unix socket."""
+    host = images._docker("context", "inspect", "--format", "{{.Endpoints.docker.Host}}").stdout.strip()
+    if not host.startswith("unix://"):
+        raise LabError(f"cannot read container stats from Docker at {host!r}", "use a local Docker engine")
+    with httpx.Client(transport=httpx.HTTPTransport(uds=host[len("unix://"):]), timeout=30) as client:
+        reply = client.get(f"http://docker/containers/{container}/stats", params={"stream": "false", "one-shot": "true"})
+    if reply.status_code != 200:
+        raise LabError(f"no stats for {container}: {reply.text.strip()}",
+                       "is it running? python -m msalab components status")
+    return reply.json()
+
+
+# --- images -------------------------------------------------------------------------------
+
+_unpullable: set[str] = set()  # pulls that failed in this process: not tried again at every start
+
+
+def _pull(ref: str) -> bool:
+    if ref in _unpullable:
+        return False
+    try:
+        pulled = images._docker("pull", "--quiet", ref, timeout=PULL_TIMEOUT_S).returncode == 0
+    except subprocess.TimeoutExpired:
+        pulled = False
+    if not pulled:
+        _unpullable.add(ref)
+    return pulled
+
+
+def image_for(name: str, offline: bool | None = None) -> tuple[str, str]:
+    """(image ref, how it was obtained). offline: True = the image built here, False = must
+    pull, None = upstream if present or pullable, else the one built here (built if missing)."""
+    upstream, own = spec(name)["upstream"], offline_ref(name)
+    if not offline:
+        if images.image_present(upstream):
+            return upstream, "present"
+        if _pull(upstream):
+            return upstream, "pulled"
+        if offline is False:
+            raise LabError(f"cannot pull {upstream} (no registry reachable?)",
+                           "python -m msalab images build --offline   (builds the components here)")
+    why = "" if offline else f" ({upstream} cannot be pulled)"
+    if images.image_present(own):
+        return own, f"present{why}"
+    if spec(name)["build"] != "envoy" and shutil.which("go") is None:
+        raise LabError(f"no image for {name}{why}, and building {own} needs the Go toolchain",
+                       "install Go (1.26 or newer), then python -m msalab images build")
+    try:
+        build_image(name, offline)
+    except LabError as error:
+        raise LabError(f"no image for {name}{why}; building {own} failed:\n{error.problem}",
+                       f"{error.fix}; then python -m msalab images build") from error
+    return own, f"built{why}"
+
+
+def build_binary(name: str) -> Path:
+    """The component's static Go binary, built through the module proxy (cached by name-version)."""
+    from .cluster import gobuild
+
+    s = spec(name)
+    flags = ("-tags", s["tags"]) if s.get("tags") else ()
+    if s["build"] == "etcd":
+        return gobuild.build_etcd(s["version"], nice=NICE) / "etcd"
+    if s["build"] == "install":
+        package = "/".join(filter(None, [s["module"], s.get("package")]))
+        return gobuild.go_install(name, package, s["version"], flags, s.get("ldflags", ""), nice=NICE) / Path(package).name
+    return gobuild.build_in_module(name, s["module"], s["version"], s["package"], flags, s.get("ldflags", ""),
+                                   nice=NICE) / name
+
+
+def build_image(name: str, offline: bool | None = None) -> str:
+    """The offline image: Envoy is the cluster's image; the others one static binary FROM scratch."""
+    if spec(name)["build"] == "envoy":
+        from .cluster import ingress
+
+        return ingress.build_envoy_image(images.base_image(True if offline else None)[0])
+    ref, binary, target = offline_ref(name), build_binary(name), spec(name)["binary"]
+    images.build_small_image(ref, {binary.name: binary},
+                             f"FROM scratch\nCOPY {binary.name} {target}\nUSER {USER}\nENTRYPOINT [\"{target}\"]\n")
+    return ref
+
+
+def build_images(offline: bool | None = None) -> list[str]:
+    """Every component's image, one progress line each (see image_for for offline)."""
+    images._require_docker()
+    refs = []
+    for number, name in enumerate(names(), 1):
+        with images._step(number, len(names()), f"component {name} {spec(name)['version']}") as outcome:
+            ref, how = image_for(name, offline)
+            outcome.append(f"{ref} {how}, {images.image_size_mb(ref):.0f} MB")
+            refs.append(ref)
+    return refs
+
+
+# --- running ------------------------------------------------------------------------------
+
+def _config_dir(name: str, config_files: dict[str, str | Path] | None, folder_name: str = "") -> Path:
+    """The defaults, then the lab's files (text or a path) by file name, readable by nobody."""
+    folder = paths.state_dir() / "components" / (folder_name or name)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    folder.chmod(0o755)
+    port_of = spec(name)["ports"]
+    files = {file: text.format(**port_of) for file, text in CONFIGS.get(name, {}).items()}
+    for file, content in (config_files or {}).items():
+        files[file] = Path(content).read_text() if isinstance(content, Path) else content
+    for file, text in files.items():
+        (folder / file).write_text(text)
+        (folder / file).chmod(0o644)
+    return folder
+
+
+def _check_ports(name: str) -> None:
+    for role, port in spec(name)["ports"].items():
+        if not ports.is_free(port):
+            raise LabError(f"port {port} ({name} {role}) is in use by {ports.who_uses(port)}",
+                           f"stop that program; if it is a course component: {STOP_FIX}")
+
+
+def _docker_run(name: str, image: str, config: Path, args: list[str], detach: bool = True) -> list[str]:
+    container = container_name(name) if detach else f"{container_name(name)}-run-{uuid.uuid4().hex[:8]}"
+    return ["docker", "run", "--detach" if detach else "--rm", "--name", container,
+            "--label", "msalab.course=component", "--label", f"{LABEL}={name}",
+            "--network", "host",  # why: see the module docstring (Docker Desktop: enable host networking)
+            "--user", USER, "--tmpfs", f"{DATA_DIR}:rw,uid=65534,gid=65534,mode=0755", "--tmpfs", "/tmp:rw,mode=1777",
+            "--volume", f"{config}:{CONFIG_DIR}:ro", "--entrypoint", spec(name)["binary"], image, *args]
+
+
+def start(name: str, config_files: dict[str, str | Path] | None = None, args: list[str] | None = None,
+          timeout: float = READY_TIMEOUT_S) -> Component:
+    """Start a component (replacing a previous one of the same name) and wait until it answers.
+    config_files: {file name: text or Path}, mounted read-only in /etc/msalab (they replace the
+    defaults of the same name); args: the command's arguments instead of the defaults."""
+    s = spec(name)
+    images._require_docker()
+    stop(name)
+    _check_ports(name)
+    image, _ = image_for(name)
+    config = _config_dir(name, config_files)
+    command = _docker_run(name, image, config, [a.format(**s["ports"]) for a in ARGS[name]] if args is None else args)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise LabError(f"docker run for {name} failed: {images._tail(result.stderr)}", f"{STOP_FIX}, then start again")
+    component = Component(name, image, container_name(name), dict(s["ports"]))
+    try:
+        _wait_ready(component, timeout)
+    except LabError:
+        stop(name)
+        raise
+    return component
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).is_success
+    except httpx.HTTPError:
+        return False
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _wait_ready(component: Component, timeout: float) -> None:
+    ready = spec(component.name)["ready"]
+    url = component.urls[ready["port"]] + ready["path"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not component.running():
+            raise LabError(f"{component.name} ({component.image}) exited at start; its last lines:\n"
+                           f"{component.logs(tail=20)}",
+                           "fix what the log says (often the config files), then start again")
+        if _answers(url) and all(_listening(p) for p in component.ports.values()):
+            return
+        time.sleep(0.3)
+    raise LabError(f"{component.name} did not answer {url} within {timeout:.0f} s; its last lines:\n"
+                   f"{component.logs(tail=20)}", "fix what the log says, then start again (or pass a longer timeout)")
+
+
+def stop(name: str) -> bool:
+    """Remove the component's container (state is on a tmpfs: gone too); True if there was one."""
+    if not images.docker_available():
+        return False
+    return images._docker("rm", "--force", container_name(name)).returncode == 0
+
+
+def _containers(all_states: bool = False) -> list[list[str]]:
+    listing = images._docker("ps", *(["--all"] if all_states else []), "--filter", f"label={LABEL}", "--format",
+                             f'{{{{.Names}}}}\t{{{{.Image}}}}\t{{{{.Label "{LABEL}"}}}}')
+    return [line.split("\t") for line in listing.stdout.splitlines() if line.strip()]
+
+
+def stop_all() -> list[str]:
+    """Remove every component container of the course (and any one-shot run left over)."""
+    if not images.docker_available():
+        return []
+    found = _containers(all_states=True)
+    if found:
+        images._docker("rm", "--force", *[c[0] for c in found])
+    return [c[0] for c in found]
+
+
+def running() -> list[Component]:
+    if not images.docker_available():
+        return []
+    return [Component(name, image, container, dict(spec(name)["ports"]))
+            for container, image, name in _containers() if container == container_name(name)]
+
+
+def require(name: str) -> Component:
+    """The running component, or a LabError saying how to start it."""
+    for component in running():
+        if component.name == name:
+            return component
+    spec(name)  # an unknown name says so
+    raise LabError(f"{name} is not running", START_FIX.format(name=name))
+
+
+def run_once(name: str, args: list[str], timeout: float = 300) -> str:
+    """Run the component's command once to its end (fortio load ...) and return what it printed."""
+    images._require_docker()
+    image, _ = image_for(name)
+    command = _docker_run(name, image, _config_dir(name, None, f"{name}-run"), args, detach=False)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        images._docker("rm", "--force", command[command.index("--name") + 1])
+        raise LabError(f"{name} {' '.join(args)} did not end within {timeout:.0f} s",
+                       "ask for less work, or a longer timeout")
+    if result.returncode != 0:
+        raise LabError(f"{name} {' '.join(args)} failed:\n{images._tail(result.stderr)}", "check the arguments")
+    return result.stdout
