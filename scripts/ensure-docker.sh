@@ -39,7 +39,8 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 else
   # No systemd (containers, CI sandboxes): start the daemon in the background ourselves.
   echo "docker: starting dockerd (log: $log)"
-  nohup dockerd >"$log" 2>&1 &
+  # setsid: its own session, so the engine outlives the shell (and process group) that started it
+  setsid nohup dockerd >"$log" 2>&1 &
   # Remember that the course started it, so `make clean` stops it again (and only then).
   state="${MSALAB_HOME:-$HOME/.cache/msalab}"; mkdir -p "$state" && echo $! >"$state/dockerd.pid"
 fi
