@@ -41,7 +41,6 @@ LABEL = "msalab.component"
 USER = "65534:65534"
 CONFIG_DIR, DATA_DIR = "/etc/msalab", "/data"
 READY_TIMEOUT_S = 60
-PULL_TIMEOUT_S = 30  # a blocked registry fails in well under a second
 NICE = 19  # Go builds at the lowest priority: they must not starve a cluster or a lab running beside them
 START_FIX = "from msalab import components; components.start({name!r})"
 STOP_FIX = "python -m msalab components stop   (stops the course's components)"
@@ -277,33 +276,14 @@ def _engine_stats(container: str) -> dict:
 
 # --- images -------------------------------------------------------------------------------
 
-_unpullable: set[str] = set()  # pulls that failed in this process: not tried again at every start
-
-
-def _pull(ref: str) -> bool:
-    if ref in _unpullable:
-        return False
-    try:
-        pulled = images._docker("pull", "--quiet", ref, timeout=PULL_TIMEOUT_S).returncode == 0
-    except subprocess.TimeoutExpired:
-        pulled = False
-    if not pulled:
-        _unpullable.add(ref)
-    return pulled
-
-
 def image_for(name: str, offline: bool | None = None) -> tuple[str, str]:
     """(image ref, how it was obtained). offline: True = the image built here, False = must
     pull, None = upstream if present or pullable, else the one built here (built if missing)."""
     upstream, own = spec(name)["upstream"], offline_ref(name)
-    if not offline:
-        if images.image_present(upstream):
-            return upstream, "present"
-        if _pull(upstream):
-            return upstream, "pulled"
-        if offline is False:
-            raise LabError(f"cannot pull {upstream} (no registry reachable?)",
-                           "python -m msalab images build --offline   (builds the components here)")
+    found = images.upstream_if_available(upstream, offline,
+                                         "python -m msalab images build --offline   (builds the components here)")
+    if found:
+        return found
     why = "" if offline else f" ({upstream} cannot be pulled)"
     if images.image_present(own):
         return own, f"present{why}"

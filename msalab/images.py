@@ -156,25 +156,44 @@ def wheelhouse(arch: str) -> tuple[Path, bool]:
 
 # --- step 2: base image ------------------------------------------------------------------
 
+_unpullable: set[str] = set()  # pulls that failed in this process: not tried again at every start
+
+
 def _pull(ref: str) -> bool:
-    try:
-        return _docker("pull", "--quiet", ref, timeout=PULL_TIMEOUT_S).returncode == 0
-    except subprocess.TimeoutExpired:  # the engine cancels the pull when the client goes
+    if ref in _unpullable:
         return False
+    try:
+        pulled = _docker("pull", "--quiet", ref, timeout=PULL_TIMEOUT_S).returncode == 0
+    except subprocess.TimeoutExpired:  # the engine cancels the pull when the client goes
+        pulled = False
+    if not pulled:
+        _unpullable.add(ref)
+    return pulled
+
+
+def upstream_if_available(upstream: str, offline: bool | None, build_here: str) -> tuple[str, str] | None:
+    """The pinned upstream image and how it was obtained, if it is here or can be pulled;
+    None when the image built here should be used instead. offline: True = never the upstream,
+    False = the upstream or an error (naming `build_here`, the command that builds ours)."""
+    if offline:
+        return None
+    if image_present(upstream):
+        return upstream, "present"
+    if _pull(upstream):
+        return upstream, "pulled"
+    if offline is False:
+        raise LabError(f"cannot pull {upstream} (no registry reachable?)", build_here)
+    return None
 
 
 def base_image(offline: bool | None) -> tuple[str, str]:
     """(image ref, how it was obtained). offline: True = Debian base, False = must pull,
     None = pull if possible, else fall back to the Debian base."""
     upstream = _images()["python-base"]["upstream"]
-    if not offline:
-        if image_present(upstream):
-            return upstream, "present"
-        if _pull(upstream):
-            return upstream, "pulled"
-        if offline is False:
-            raise LabError(f"cannot pull {upstream} (no registry reachable?)",
-                           "python -m msalab images build --offline   (builds the base from Debian packages)")
+    found = upstream_if_available(upstream, offline,
+                                  "python -m msalab images build --offline   (builds the base from Debian packages)")
+    if found:
+        return found
     ref, why = offline_base_ref(), "" if offline else f" ({upstream} cannot be pulled)"
     if image_present(ref):
         return ref, f"present{why}"

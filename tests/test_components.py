@@ -268,7 +268,7 @@ def test_docker_down_says_how_to_start_it(monkeypatch):
 def test_missing_image_names_the_command_that_builds_it(monkeypatch):
     """No image pullable, none built, and no Go to build one: say what to run."""
     monkeypatch.setattr(images, "image_present", lambda ref: False)
-    monkeypatch.setattr(components, "_pull", lambda ref: False)
+    monkeypatch.setattr(images, "_pull", lambda ref: False)
     monkeypatch.setattr(components.shutil, "which", lambda tool: None)
     with pytest.raises(LabError) as error:
         components.image_for("loki")

@@ -10,7 +10,6 @@ import base64
 import json
 import logging
 import threading
-import time
 from typing import Callable
 
 import httpx
@@ -125,11 +124,3 @@ class Registration:
             except httpx.HTTPError:
                 pass  # the TTL will remove the key anyway
 
-
-def wait_for(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
