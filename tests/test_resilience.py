@@ -105,3 +105,19 @@ def test_hung_payments_is_contained(protected):
         assert client.product("p-0001").status == 200  # the healthy path is untouched
     finally:
         payments.reset_faults()
+
+
+def test_failures_hidden_by_retries_do_not_open_the_breaker():
+    """A flaky peer (every other attempt fails) must not trip the circuit: the breaker counts
+    whole calls, after their retries."""
+    guard = Guard("payments", max_concurrent=5, retries=2, breaker_failures=2, breaker_reset_s=30)
+    attempts = []
+
+    def every_other():
+        attempts.append(1)
+        if len(attempts) % 2:
+            raise ShopError(503, "injected")
+        return "ok"
+
+    assert [guard.call(every_other) for _ in range(10)] == ["ok"] * 10
+    assert guard.state()["circuit"] == "closed"

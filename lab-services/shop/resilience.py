@@ -51,12 +51,17 @@ class Guard:
             raise ShopError(503, f"{self.peer}: bulkhead full ({self.max_concurrent} calls in flight)",
                             module=self.peer, protection="bulkhead")
         try:
-            retrying = Retrying(stop=stop_after_attempt(self._retries + 1), reraise=True,
-                                wait=wait_random_exponential(multiplier=0.05, max=0.5),  # backoff with full jitter
-                                retry=retry_if_exception(_is_transient))
-            return retrying(self._through_breaker, operation)
+            # The breaker sees whole calls, retries included: failures that a retry hid do not
+            # count, so a flaky peer does not open the circuit; a hung one (timeouts are not
+            # retried) opens it after breaker_failures calls.
+            return self._through_breaker(lambda: self._retrying()(operation))
         finally:
             self._slots.release()
+
+    def _retrying(self) -> Retrying:
+        return Retrying(stop=stop_after_attempt(self._retries + 1), reraise=True,
+                        wait=wait_random_exponential(multiplier=0.05, max=0.5),  # backoff with full jitter
+                        retry=retry_if_exception(_is_transient))
 
     def _through_breaker(self, operation: Callable[[], T]) -> T:
         # Open: fail at once, without waiting on a peer that keeps failing. After the
