@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import time
+
+import httpx
 
 from . import components, paths
+from .errors import LabError
 
 
 def etcd():
@@ -23,10 +28,6 @@ def jaeger_trace(trace_id: str, timeout_s: float = 20, expect_services: int = 1)
     """One trace from the course's Jaeger, as spans sorted by start: service, operation,
     start_ms (from the trace's start), duration_ms, span_id, parent_id. Spans reach Jaeger
     in batches, so this waits (up to timeout_s) until spans of `expect_services` services are in."""
-    import time
-
-    import httpx
-
     jaeger = components.require("jaeger")
     deadline, spans = time.monotonic() + timeout_s, []
     while time.monotonic() < deadline:
@@ -53,11 +54,6 @@ def _flatten(trace: dict) -> list[dict]:
 def loki_query(logql: str, minutes: float = 15, limit: int = 2000) -> list[dict]:
     """Log lines matching a LogQL query over the last `minutes`, oldest first, each as its
     parsed JSON plus the stream's labels under "labels"."""
-    import json
-    import time
-
-    import httpx
-
     loki = components.require("loki")
     now = time.time_ns()
     answer = httpx.get(f"{loki.url}/loki/api/v1/query_range", timeout=30, params={
@@ -70,8 +66,6 @@ def loki_query(logql: str, minutes: float = 15, limit: int = 2000) -> list[dict]
 
 def loki_metric(logql: str) -> dict[str, float]:
     """An instant LogQL metric query (count_over_time, rate...) as {label values: number}."""
-    import httpx
-
     loki = components.require("loki")
     answer = httpx.get(f"{loki.url}/loki/api/v1/query", params={"query": logql}, timeout=30)
     answer.raise_for_status()
@@ -79,13 +73,9 @@ def loki_metric(logql: str) -> dict[str, float]:
 
 
 def _prometheus(path: str, **params) -> list[dict]:
-    import httpx
-
     prometheus = components.require("prometheus")
     answer = httpx.get(f"{prometheus.url}/api/v1/{path}", params=params, timeout=30)
     if answer.status_code == 400:  # a PromQL mistake: say which
-        from .errors import LabError
-
         raise LabError(f"Prometheus refused the query: {answer.json().get('error')}", "fix the PromQL and run again")
     answer.raise_for_status()
     return answer.json()["data"]

@@ -9,7 +9,7 @@ self-healing as a single machine does it, before Kubernetes does it for a cluste
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
 import subprocess
 import sys
 import time
@@ -60,7 +60,7 @@ class Supervisor:
 
     def adopt(self, name: str) -> None:
         """Run service `name` of the deployment under supervisord instead of as a plain process."""
-        if shutil.which("supervisord") is None and not (paths.REPO / ".venv" / "bin" / "supervisord").exists():
+        if importlib.util.find_spec("supervisor") is None:  # it is run as python -m supervisor.supervisord
             raise LabError("supervisord is not installed", "make setup (installs the course's Python packages)")
         proc = self.deployment[name]
         proc.stop()
