@@ -94,6 +94,19 @@ class Cluster:
                  if any(o.kind == "Deployment" and o.name == deployment for o in rs.metadata.owner_references or [])]
         return sorted(owned, key=lambda rs: int(rs.metadata.annotations[self.REVISION]))
 
+    def wait_old_pods_gone(self, namespace: str, deployment: str, timeout_s: float = 90) -> None:
+        """`rollout status` says done once the new pods are ready, while the old ones may still be
+        draining (preStop) and answering. Wait until only the current ReplicaSet's pods are left."""
+        selector = self.apps.read_namespaced_deployment(deployment, namespace).spec.selector.match_labels
+        labels = ",".join(f"{key}={value}" for key, value in selector.items())
+
+        def only_current() -> bool:
+            current = self.replica_sets(namespace, deployment)[-1].metadata.name
+            pods = self.core.list_namespaced_pod(namespace, label_selector=labels).items
+            return all(o.name == current for p in pods for o in p.metadata.owner_references or [])
+
+        self.wait_until(only_current, f"the old pods of deployment {deployment} to finish", timeout_s, every_s=0.5)
+
     def rollback(self, namespace: str, deployment: str) -> int:
         """What `kubectl rollout undo` does: copy the previous revision's pod template back into
         the Deployment, which then rolls to it like to any new template. Returns that revision."""
