@@ -218,7 +218,23 @@ class Microservices(Deployment):
         if fresh:
             self.cleanup()
         self._start([self._service(s) for s in self.SERVICES])
+        if self.env.get("SHOP_REGISTRY"):
+            self._wait_discovered()
         return self
+
+    def _wait_discovered(self, timeout_s: float = 10) -> None:
+        """With a registry, a caller knows a service only once its watch has seen it register;
+        until then it answers 503 "no instance registered". Ready is not enough: wait for that."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            missing = [f"{caller} -> {callee}" for callee, callers in self.CALLERS.items() for caller in callers
+                       if not self.service_client(caller).request("GET", "/admin/routes").body.get(callee)]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"not found in the registry after {timeout_s:.0f} s: {', '.join(missing)}",
+                               "python -m msalab components status (is etcd running?)")
+            time.sleep(0.05)
 
     def start_copy(self, service: str, name: str, port: int, version: str = "blue") -> ServiceProcess:
         """Start one more copy of a service (not yet receiving traffic from the gateway)."""

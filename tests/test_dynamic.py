@@ -58,7 +58,9 @@ def test_a_sale_reaches_the_running_catalog_and_orders_charge_it(dynamic_shop, e
     etcd.put("/shop/config/catalog/sale_percent", "25")
     try:
         assert until(lambda: client.product("p-0001").body["price_cents"] == round(price * 0.75), 2) < 2
-        assert client.order({"p-0001": 2}).body["total_cents"] == 2 * round(price * 0.75)
+        order = client.order({"p-0001": 2})
+        assert order.status == 201, order
+        assert order.body["total_cents"] == 2 * round(price * 0.75)
         etcd.put("/shop/config/catalog/sale_percent", "not a number")  # ignored: back to the default
         until(lambda: client.product("p-0001").body["price_cents"] == price, 2)
     finally:
