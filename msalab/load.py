@@ -159,6 +159,24 @@ def latencies(call: Callable[[], Reply], n: int, warmup: int = 20, label: str = 
     return result
 
 
+def compare_latencies(calls: dict[str, Callable[[], Reply]], n: int, warmup: int = 20,
+                      label: str = "requests") -> dict[str, list[float]]:
+    """Latency (ms) of n calls on each path, taken in turn (A, B, A, B, ...): a busy moment on
+    the machine then slows every path alike, so a difference well under a millisecond (one
+    more local hop) is not lost in drift, as it is when one path is measured after the other."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    result: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in tqdm(range(n), desc=label, leave=False, disable=_quiet()):
+        for name, call in calls.items():
+            reply = call()
+            if not reply.ok:
+                raise RuntimeError(f"a measured request ({name}) failed: {reply!r}")
+            result[name].append(reply.ms)
+    return result
+
+
 def describe(values: list[float]) -> dict:
     values = sorted(values)
     pick = lambda p: values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]  # noqa: E731

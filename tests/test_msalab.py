@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from msalab import LabError, ports, procs, shop
+from msalab import LabError, load, ports, procs, shop
 
 
 def test_busy_port_gives_the_fix_command():
@@ -79,3 +79,19 @@ def test_promtext_finds_counters_written_without_total():
 
     text = '# TYPE envoy_rate_limited counter\nenvoy_rate_limited{prefix="products"} 2\n'
     assert promtext.total(text, "envoy_rate_limited", prefix="products") == 2
+
+
+def test_compare_latencies_takes_the_paths_in_turn_and_stops_on_a_failed_request():
+    seen = []
+
+    def path(name, status=200):
+        def call():
+            seen.append(name)
+            return shop.Reply(status, ms=float(len(seen)))
+        return call
+
+    result = load.compare_latencies({"a": path("a"), "b": path("b")}, 3, warmup=1)
+    assert seen == ["a", "b"] * 4  # one warm-up round, then a, b, a, b, ...
+    assert result == {"a": [3.0, 5.0, 7.0], "b": [4.0, 6.0, 8.0]}
+    with pytest.raises(RuntimeError, match=r"\(b\) failed"):
+        load.compare_latencies({"a": path("a"), "b": path("b", status=503)}, 3, warmup=0)

@@ -73,7 +73,7 @@ def test_bulkhead_refuses_calls_beyond_its_size_at_once():
     started = time.perf_counter()
     with pytest.raises(ShopError, match="bulkhead full"):
         guard.call(lambda: "ok")
-    assert time.perf_counter() - started < 0.05  # refused at once, not queued
+    assert time.perf_counter() - started < 0.5  # refused at once, not queued (a queued call would wait for release)
     release.set()
     for thread in holders:
         thread.join()
