@@ -51,9 +51,9 @@ def memory_and_orders() -> list[tuple]:
             rows.append((f"order latency at {ORDER_RATE_PER_S}/s", f"{label} p50 / p99",
                          f"{result.percentile(50):.2f} / {result.percentile(99):.2f} ms ({result.total} orders)"))
         catalog = micro.service_client("catalog")
-        paths = load.compare_latencies({"direct": lambda: catalog.product("p-0001"),
-                                        "gateway": lambda: micro.client.product("p-0001")}, 500, label="direct / gateway")
-        direct, via = load.describe(paths["direct"]), load.describe(paths["gateway"])
+        measured = load.compare_latencies({"direct": lambda: catalog.product("p-0001"),
+                                           "gateway": lambda: micro.client.product("p-0001")}, 500, label="direct / gateway")
+        direct, via = load.describe(measured["direct"]), load.describe(measured["gateway"])
         rows.append(("gateway added latency", "p50 / p99",
                      f"{via['p50_ms'] - direct['p50_ms']:+.2f} / {via['p99_ms'] - direct['p99_ms']:+.2f} ms "
                      f"(direct {direct['p50_ms']:.2f} / {direct['p99_ms']:.2f} ms)"))

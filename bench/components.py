@@ -36,9 +36,9 @@ def envoy_gateway_latency() -> tuple:
     try:
         components.start("envoy", config_files={"envoy.yaml": string.Template(config).substitute(jwks=tokens.Signer().jwks())})
         direct, edge = deployment.service_client("inventory"), shop.ShopClient("http://127.0.0.1:10000")
-        paths = load.compare_latencies({"direct": lambda: direct.stock("p-0001"), "envoy": lambda: edge.stock("p-0001")},
-                                       500, label="direct / envoy")
-        plain, via = load.describe(paths["direct"]), load.describe(paths["envoy"])
+        measured = load.compare_latencies({"direct": lambda: direct.stock("p-0001"), "envoy": lambda: edge.stock("p-0001")},
+                                          500, label="direct / envoy")
+        plain, via = load.describe(measured["direct"]), load.describe(measured["envoy"])
     finally:
         components.stop("envoy")
         deployment.cleanup()
