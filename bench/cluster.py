@@ -20,7 +20,7 @@ import psutil
 
 from bench import print_table
 from msalab import paths
-from msalab.cluster import gobuild, manage, offline
+from msalab.cluster import manage, offline
 
 SETTLE_S = 60  # let the controllers and the pods settle before reading idle memory
 

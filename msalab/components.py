@@ -23,7 +23,6 @@ Every container:
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess

@@ -9,11 +9,9 @@ requests already on their way to the old copy finish there.
 from __future__ import annotations
 
 import logging
-import threading
 
 import httpx
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 
 from . import __version__
 from .config import Settings
