@@ -148,15 +148,7 @@ def run(calls, rate_per_s: float, duration_s: float, label: str = "load") -> Loa
 
 def latencies(call: Callable[[], Reply], n: int, warmup: int = 20, label: str = "requests") -> list[float]:
     """Latency (ms) of n calls made one after another: no queueing, just the path itself."""
-    for _ in range(warmup):
-        call()
-    result = []
-    for _ in tqdm(range(n), desc=label, leave=False, disable=_quiet()):
-        reply = call()
-        if not reply.ok:
-            raise RuntimeError(f"a measured request failed: {reply!r}")
-        result.append(reply.ms)
-    return result
+    return compare_latencies({label: call}, n, warmup, label)[label]
 
 
 def compare_latencies(calls: dict[str, Callable[[], Reply]], n: int, warmup: int = 20,
