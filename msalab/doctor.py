@@ -74,8 +74,27 @@ def lab_ports() -> list[Finding]:
     return findings
 
 
+def cluster_metrics() -> list[Finding]:
+    """With the course cluster up: does metrics-server have numbers (kubectl top, the HPA)?"""
+    from .cluster import manage, podmetrics
+
+    if manage.current_provider() is None:
+        return []
+    try:
+        from .k8s import Cluster
+
+        cluster = Cluster()
+        if podmetrics.listed_pods(cluster, "kube-system"):
+            return [Finding(True, "course cluster: pod metrics available (kubectl top, the HPA)", blocking=False)]
+        why = podmetrics.explain(cluster, "kube-system", "", manage.kubelet_log())
+    except Exception as err:  # noqa: BLE001: whatever failed, the finding says it
+        why = f"{err.__class__.__name__}: {str(err)[:300]}"
+    return [Finding(False, "course cluster: metrics-server lists no pod metrics (kubectl top, the HPA need them)\n"
+                    + "\n".join("       " + line for line in why.splitlines()), podmetrics.FIX, blocking=False)]
+
+
 def run() -> int:
-    findings = [python_version(), packages(), memory(), disk(), *lab_ports(), docker()]
+    findings = [python_version(), packages(), memory(), disk(), *lab_ports(), docker(), *cluster_metrics()]
     for f in findings:
         mark = "ok  " if f.ok else ("FAIL" if f.blocking else "warn")
         print(f"[{mark}] {f.what}")

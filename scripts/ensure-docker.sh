@@ -19,8 +19,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Docker, the offline image base (debootstrap), the offline cluster's runtime (containerd,
-# runc and CNI plugins come with or beside docker.io) and the benchmark load generator.
-packages="docker.io debootstrap iptables iproute2 wrk containernetworking-plugins"
+# runc and CNI plugins come with or beside docker.io; nft removes the empty tables the
+# kubelet creates) and the benchmark load generator.
+packages="docker.io debootstrap iptables nftables iproute2 wrk containernetworking-plugins"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -9,7 +9,7 @@ import subprocess
 
 from .. import paths
 from ..errors import LabError
-from . import kind, offline
+from . import kind, netfilter, offline
 
 
 
@@ -65,6 +65,11 @@ def kubeconfig() -> str:
     return str(kind.kubeconfig_path() if provider == "kind" else offline.kubeconfig_path())
 
 
+def kubelet_log():
+    """The kubelet's log where it is a file on this machine (the offline provider), else None."""
+    return offline.home() / "logs" / "kubelet.log" if current_provider() == "offline" else None
+
+
 def kubectl_command() -> list[str]:
     provider = current_provider()
     if provider == "offline":
@@ -93,8 +98,8 @@ def kubectl(args: list[str]) -> int:
 
 
 def footprint() -> list[str]:
-    """What the cluster could leave behind on the host, as sorted lines: `make test`
-    compares this before `up` and after `down` (they must be equal)."""
+    """What the cluster could leave behind on the host, as lines: `make test` compares this
+    before `up` and after `down` (they must be equal)."""
     import re
 
     import psutil
@@ -111,9 +116,8 @@ def footprint() -> list[str]:
               if not n.startswith("(")]
     lines += [f"mount {m.split()[1]}" for m in open("/proc/mounts").read().splitlines()
               if any(k in m for k in ("msalab", "kubelet", "/run/netns"))]
-    counters = re.compile(r"\[\d+:\d+\]")
-    for table in ("filter", "nat"):
-        dump = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
-        lines += ["iptables " + table + " " + counters.sub("", line) for line in dump.splitlines()
-                  if line and not line.startswith("#")]
-    return sorted(lines)
+    # Every table of both families, complete and in order (order is meaning in iptables): a
+    # chain, rule or table the cluster left anywhere shows.
+    rules = [f"{family} {line}" for family in netfilter.FAMILIES
+             for line in netfilter.comparable(netfilter.dump(family))]
+    return sorted(lines) + rules

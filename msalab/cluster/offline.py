@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shlex
 import shutil
 import signal
 import subprocess
@@ -24,7 +23,7 @@ from .. import paths
 from ..errors import LabError
 from ..ports import is_free, who_uses
 from ..images import build_small_image
-from . import gobuild, ingress, pki
+from . import gobuild, ingress, netfilter, pki
 
 NODE = "msalab-node"
 TEMPLATES = paths.REPO / "cluster" / "offline"
@@ -50,6 +49,17 @@ def spec() -> dict:
 
 def kubeconfig_path() -> Path:
     return home() / "admin.kubeconfig"
+
+
+def netfilter_snapshot() -> Path:
+    """The host's iptables and ip6tables rules as they were before the first `up`."""
+    return home() / "netfilter-before.json"
+
+
+def course_rule_markers() -> tuple[str, ...]:
+    """Text that marks a rule as the cluster's even outside KUBE-*/CNI-* chains."""
+    net = spec()["network"]
+    return ("msalab", net["bridge"], net["pod_cidr"], net["service_cidr"])
 
 
 # -- preflight -----------------------------------------------------------------------------
@@ -214,7 +224,12 @@ def commands(bins: dict[str, Path], cfg: dict) -> dict[str, list[str]]:
         "kubelet": [
             str(k8s / "kubelet"), f"--config={home() / 'kubelet.yaml'}", f"--kubeconfig={kc['kubelet']}",
             f"--hostname-override={NODE}", f"--node-ip={net['node_ip']}", f"--root-dir={KUBELET_ROOT}",
-            f"--tls-cert-file={certs['kubelet'][0]}", f"--tls-private-key-file={certs['kubelet'][1]}"],
+            f"--tls-cert-file={certs['kubelet'][0]}", f"--tls-private-key-file={certs['kubelet'][1]}",
+            # The kubelet's built-in cAdvisor looks for containerd at the default socket,
+            # /run/containerd/containerd.sock, whatever the CRI endpoint is. Here nothing of
+            # ours is there (on many machines another containerd is): point it at the course's.
+            # (A cAdvisor flag the kubelet still carries, deprecated but not removed.)
+            f"--containerd={CONTAINERD_SOCKET}", "--containerd-namespace=k8s.io"],
         "kube-proxy": [str(k8s / "kube-proxy"), f"--config={home() / 'kube-proxy.yaml'}"],
     }
 
@@ -317,6 +332,8 @@ def up(extra_images: list[str]) -> None:
 
     glibc_base, _ = course_images.base_image(None)  # Envoy needs a C library: the shop's base
     images = build_images(bins) + ingress.build_images(glibc_base) + extra_images
+    home().mkdir(parents=True, exist_ok=True)
+    netfilter.save_snapshot(netfilter_snapshot())  # before anything touches the rules
     cfg = write_config()
     setup_bridge(cfg["net"])
     cmds = commands(bins, cfg)
@@ -389,36 +406,18 @@ def down() -> list[str]:
                 proc.kill()
             except psutil.Error:
                 pass
-    bins = kubernetes_bin()
-    if (bins / "kube-proxy").exists():  # removes the KUBE-* iptables chains it made
-        subprocess.run([str(bins / "kube-proxy"), "--cleanup"], capture_output=True)
-    _remove_portmap_rules()
     _unmount_under(KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT)
     for netns in Path("/run/netns").glob("cni-*"):
         subprocess.run(["ip", "netns", "delete", netns.name], capture_output=True)
+    # Exactly the rules and chains the cluster added since `up` (KUBE-*, CNI-*, the bridge's
+    # FORWARD rules), in both families; what was there before stays.
+    for problem in netfilter.restore(netfilter_snapshot(), course_rule_markers()):
+        print(f"[down] could not remove: {problem}", flush=True)
     bridge = spec()["network"]["bridge"]
-    for rule in _forward_rules(bridge):
-        while subprocess.run(["iptables", "-D", *rule], capture_output=True).returncode == 0:
-            pass
     subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
     for folder in (KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT, home()):
         shutil.rmtree(folder, ignore_errors=True)
     return done
-
-
-def _remove_portmap_rules() -> None:
-    """The CNI portmap plugin's NAT rules (hostPorts). A pod that is stopped properly takes
-    its own away; pods ended with the cluster cannot, so remove what is left of the CNI-*
-    chains (only CNI plugins make them, and this cluster is the course's CNI user)."""
-    dump = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout.splitlines()
-    for line in dump:
-        if line.startswith("-A ") and "-j CNI-" in line and line.split()[1] in ("PREROUTING", "OUTPUT", "POSTROUTING"):
-            subprocess.run(["iptables", "-t", "nat", "-D", *shlex.split(line)[1:]], capture_output=True)
-    chains = [line[1:].split()[0] for line in dump if line.startswith(":CNI-")]
-    for chain in chains:
-        subprocess.run(["iptables", "-t", "nat", "-F", chain], capture_output=True)
-    for chain in chains:
-        subprocess.run(["iptables", "-t", "nat", "-X", chain], capture_output=True)
 
 
 def _unmount_under(*roots: Path) -> None:

@@ -8,6 +8,9 @@ import time
 
 import pytest
 
+from msalab.cluster import manage, podmetrics
+from msalab.errors import LabError
+
 pytestmark = pytest.mark.cluster
 
 def test_node_ready_and_system_pods_running(cluster):
@@ -114,7 +117,9 @@ def test_kubectl_top_pods(cluster, shop_ns):
                                 capture_output=True, text=True)
         return result.stdout if result.returncode == 0 else ""
 
-    cluster.wait_until(lambda: "gateway-" in top(), "kubectl top to list the shop's pods", 120, every_s=5)
+    # metrics-server first: if it has no numbers, the error shows each link of the chain.
+    podmetrics.wait_for(cluster, shop_ns, "gateway-", 120, manage.kubelet_log())
+    cluster.wait_until(lambda: "gateway-" in top(), "kubectl top to list the shop's pods", 30, every_s=5)
     row = next(line for line in top().splitlines() if line.startswith("gateway-"))
     assert row.split()[1].endswith("m") and row.split()[2].endswith("Mi")
 
@@ -139,9 +144,12 @@ spec:
 def test_hpa_scales_up_under_load_and_back_down(cluster, shop_ns):
     cluster.kubectl("apply", "-n", shop_ns, "-f", "-", input_text=HPA)
     replicas = lambda: cluster.apps.read_namespaced_deployment("catalog", shop_ns).spec.replicas  # noqa: E731
+    podmetrics.wait_for(cluster, shop_ns, "catalog-", 120, manage.kubelet_log())  # what the HPA reads
     load = cluster.background_load(shop_ns, "http://catalog:8080/api/products?limit=200")
     try:
         cluster.wait_until(lambda: replicas() > 1, "the HPA to add catalog pods", 200, every_s=5)
+    except LabError as err:
+        raise AssertionError(f"{err}\n{podmetrics.explain(cluster, shop_ns, 'catalog-', manage.kubelet_log())}")
     finally:
         load.stop()
     cluster.wait_until(lambda: replicas() == 1, "the HPA to scale catalog back to 1", 240, every_s=5)
