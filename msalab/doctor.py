@@ -70,7 +70,8 @@ def lab_ports() -> list[Finding]:
                 findings.append(Finding(False, f"port {port} ({service}) is in use by {ports.who_uses(port)}",
                                         "python -m msalab shop stop   (if a lab left it running); otherwise stop that program"))
     if not findings:
-        findings.append(Finding(True, f"lab ports free ({len(sum(ports.LAB_PORTS.values(), []))} ports, 8000-8122)"))
+        every = sum(ports.LAB_PORTS.values(), [])
+        findings.append(Finding(True, f"lab ports free ({len(every)} ports, {min(every)}-{max(every)})"))
     return findings
 
 

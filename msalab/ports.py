@@ -11,11 +11,11 @@ from .errors import LabError
 MONOLITH = 8000  # copies of the monolith use 8000, 8001, ...
 GATEWAY, CATALOG, ORDERS, PAYMENTS, INVENTORY = 8100, 8101, 8102, 8103, 8104
 GREEN_CATALOG = 8111  # the second colour in the blue-green lab
-CATALOG_COPIES = 8121  # extra catalog copies when scaling: 8121, 8122, ...
+CATALOG_COPIES = 8121  # extra catalog copies when scaling: 8121, 8122, ... (labs use up to four)
 LAB_PORTS = {
     "monolith": [MONOLITH, MONOLITH + 1, MONOLITH + 2],
     "gateway": [GATEWAY],
-    "catalog": [CATALOG, GREEN_CATALOG, CATALOG_COPIES, CATALOG_COPIES + 1],
+    "catalog": [CATALOG, GREEN_CATALOG, *range(CATALOG_COPIES, CATALOG_COPIES + 4)],
     "orders": [ORDERS],
     "payments": [PAYMENTS],
     "inventory": [INVENTORY],
