@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict
 
-from fastapi import APIRouter, FastAPI, Header, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter, FastAPI, Header, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
@@ -19,9 +15,10 @@ from .clients import RemoteCatalog, RemoteInventory, RemotePayments
 from .config import MODULES, Settings
 from .db import Database
 from .errors import ShopError
-from .faults import FaultBoard, crash_soon
+from .faults import FaultBoard
 from .inventory import Inventory
 from .observability import Metrics, instrument, make_tracer, setup_logging
+from .operations import add_error_handlers, add_metrics_route, operations_router, resilience_router
 from .orders import Orders
 from .payments import Payments
 from .routing import Upstreams, routes_router
@@ -135,84 +132,6 @@ def orders_router(orders: Orders, metrics: Metrics) -> APIRouter:
     return router
 
 
-def resilience_router(guards: list) -> APIRouter:
-    """GET /admin/resilience: each protected peer's circuit state (empty when protection is off)."""
-    router = APIRouter(tags=["operations"])
-
-    @router.get("/admin/resilience")
-    def resilience_state() -> dict:
-        return {"enabled": bool(guards), "peers": [guard.state() for guard in guards]}
-
-    return router
-
-
-def operations_router(faults: FaultBoard, ready_checks: list) -> APIRouter:
-    """Health, fault knobs. The same on every service and on the monolith."""
-    router = APIRouter(tags=["operations"])
-
-    @router.get("/health/live")
-    def live() -> dict:
-        for module in faults.modules:
-            faults.alive(module)
-        return {"status": "alive"}
-
-    @router.get("/health/ready")
-    def ready() -> JSONResponse:
-        problems = [f"{m} set not ready" for m in faults.modules if not faults.get(m).ready]
-        problems += [name for name, check in ready_checks if not check()]
-        if problems:
-            return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    @router.get("/admin/faults")
-    def list_faults() -> dict:
-        return {m: asdict(faults.get(m)) for m in faults.modules}
-
-    @router.put("/admin/faults/{module}")
-    def set_faults(module: str, changes: dict) -> dict:
-        return asdict(faults.update(module, changes))
-
-    @router.delete("/admin/faults")
-    def reset_faults() -> dict:
-        faults.reset()
-        return {m: asdict(faults.get(m)) for m in faults.modules}
-
-    @router.post("/admin/crash/{module}", status_code=202)
-    def crash(module: str) -> dict:
-        faults.get(module)  # 404 for a module not served here
-        log.warning("crash requested", extra={"shop_module": module})
-        crash_soon()
-        return {"crashing": module, "processes_ending": "this one"}
-
-    return router
-
-
-# -- errors: always JSON with a message ----------------------------------------------------
-def _describe(error: dict) -> str:
-    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-    return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))
-
-
-def add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ShopError)
-    async def shop_error(_: Request, err: ShopError) -> JSONResponse:
-        return JSONResponse(err.to_json(), status_code=err.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
-        errors = err.errors()
-        content_type = request.headers.get("content-type", "")
-        if request.method in ("POST", "PUT") and "json" not in content_type:
-            return JSONResponse(
-                {"error": f"send the body as JSON with Content-Type: application/json (got {content_type or 'none'!r})"},
-                status_code=415,
-            )
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse({"error": "malformed JSON in the request body"}, status_code=400)
-        problems = [_describe(e) for e in errors]
-        return JSONResponse({"error": "invalid request: " + "; ".join(problems), "problems": problems}, status_code=422)
-
-
 # -- assembling a service -------------------------------------------------------------------
 def _start_recovery(orders: Orders, every_s: float) -> None:
     def loop() -> None:
@@ -254,10 +173,7 @@ def build_modules(settings: Settings, faults: FaultBoard, live: LiveConfig | Non
 
 
 def create_app(settings: Settings) -> FastAPI:
-    if settings.service == "gateway":
-        from .gateway import create_gateway
-
-        return create_gateway(settings)
+    """The app of one service, or of the whole monolith (the gateway's is gateway.create_gateway)."""
     setup_logging(settings.service, settings.version, settings.log_level)
     served = list(MODULES) if settings.service == "monolith" else [settings.service]
     faults = FaultBoard(served)
@@ -291,9 +207,3 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings, app.state.faults, app.state.parts = settings, faults, parts
     log.info("started", extra={"modules": served, "port": settings.port, "db": str(settings.db_path)})
     return app
-
-
-def add_metrics_route(app: FastAPI, metrics: Metrics) -> None:
-    @app.get("/metrics", include_in_schema=False)
-    def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

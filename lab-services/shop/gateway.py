@@ -20,6 +20,7 @@ from .faults import FaultBoard
 from .dynamic import LiveConfig, config_router, connect
 from .routing import Upstreams, request_with_one_retry, routes_router
 from .observability import Metrics, instrument, make_tracer, outbound_headers, setup_logging
+from .operations import add_error_handlers, add_metrics_route, operations_router, resilience_router
 
 log = logging.getLogger("shop.gateway")
 
@@ -41,9 +42,6 @@ def create_gateway(settings: Settings) -> FastAPI:
     # (request_with_one_retry already retries what is safe to retry).
     guards = {name: settings.guard(name, retries=0) for name in PREFIXES.values()}
     app = FastAPI(title="shop: gateway", version=__version__)
-
-    from .api import add_error_handlers, add_metrics_route, operations_router, resilience_router
-
     add_error_handlers(app)
     instrument(app, "gateway", settings.version,
                make_tracer("gateway", settings.otel_exporter, settings.otel_endpoint), metrics,
