@@ -10,6 +10,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -50,20 +51,20 @@ def operations_router(faults: FaultBoard, ready_checks: list) -> APIRouter:
             return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @router.get("/admin/faults")
+    @router.get("/admin/faults", include_in_schema=False)
     def list_faults() -> dict:
         return {m: asdict(faults.get(m)) for m in faults.modules}
 
-    @router.put("/admin/faults/{module}")
+    @router.put("/admin/faults/{module}", include_in_schema=False)
     def set_faults(module: str, changes: dict) -> dict:
         return asdict(faults.update(module, changes))
 
-    @router.delete("/admin/faults")
+    @router.delete("/admin/faults", include_in_schema=False)
     def reset_faults() -> dict:
         faults.reset()
         return {m: asdict(faults.get(m)) for m in faults.modules}
 
-    @router.post("/admin/crash/{module}", status_code=202)
+    @router.post("/admin/crash/{module}", status_code=202, include_in_schema=False)
     def crash(module: str) -> dict:
         faults.get(module)  # 404 for a module not served here
         log.warning("crash requested", extra={"shop_module": module})
@@ -104,3 +105,35 @@ def add_metrics_route(app: FastAPI, metrics: Metrics) -> None:
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# -- the OpenAPI document: the public API, with the answers the edge itself may give -------
+# Refused by shop/limits.py on every app, before any route runs.
+EDGE_ERRORS = {400: "refused path (dot segment, encoded slash, control character) or malformed request",
+               413: "request body larger than max_body_bytes", 414: "request target longer than max_uri_bytes"}
+# And the gateway's own answers: unknown route, wrong method, a service full, down or too slow.
+GATEWAY_ERRORS = {**EDGE_ERRORS, 404: "no such route, or no such resource", 405: "the path exists; the method does not",
+                  503: "the service is unavailable or has too many calls in flight",
+                  504: "the service did not answer in time"}
+ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"],
+                "additionalProperties": True}
+
+
+def document_errors(app: FastAPI, errors: dict[int, str], extra_routes: list | None = None) -> None:
+    """Build the app's OpenAPI document once, from its routes (and `extra_routes`: the gateway
+    adds the public routers it forwards to), with `errors` on every /api operation."""
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=[*(extra_routes or []), *app.routes])
+            for path, operations in schema["paths"].items():
+                for operation in operations.values() if path.startswith("/api") else ():
+                    for status, why in errors.items():
+                        operation["responses"].setdefault(str(status), {
+                            "description": why,
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ShopError"}}}})
+            schema.setdefault("components", {}).setdefault("schemas", {})["ShopError"] = ERROR_SCHEMA
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
