@@ -179,10 +179,11 @@ def add_unknown_route_answers(app: FastAPI) -> None:
     """Any other /api request gets the gateway's 404 or 405, so the shop's two shapes answer alike.
     Added after the real routes: it sees only what none of them took."""
 
+    @app.api_route("/api", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     @app.api_route("/api/{_:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     def unknown_route(request: Request) -> JSONResponse:
         try:
-            find_route(request.method, request.url.path.strip("/").split("/"))
+            find_route(request.method, request.scope["path"].strip("/").split("/"))
         except ShopError as err:
             return refusal(err)
         raise ShopError(500, f"{request.method} {request.url.path} is a public route that this app does not serve")

@@ -133,7 +133,7 @@ def create_gateway(settings: Settings) -> FastAPI:
     @app.api_route("/api/{_:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     async def proxy(request: Request) -> Response:
         # The path is already checked and decoded by RequestLimits: its segments hold no "/".
-        segments = request.url.path.strip("/").split("/")
+        segments = request.scope["path"].strip("/").split("/")
         try:
             route = find_route(request.method, segments)
         except ShopError as err:
