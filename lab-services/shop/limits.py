@@ -25,11 +25,12 @@ from .errors import ShopError
 
 
 def path_segments(raw_path: str) -> list[str]:
-    """The decoded, non-empty segments of a raw (still percent-encoded) path, or ShopError 400."""
+    """The decoded, non-empty segments of a raw (still percent-encoded) path, or ShopError 400.
+    `raw_path` holds the request's bytes one per character (latin-1), as servers pass it."""
     segments = []
     for raw in raw_path.split("/"):
         try:
-            segment = unquote_to_bytes(raw).decode("utf-8")
+            segment = unquote_to_bytes(raw.encode("latin-1")).decode("utf-8")
         except UnicodeDecodeError:
             raise ShopError(400, f"path segment {raw!r} is not UTF-8 once percent-decoded")
         problem = segment_problem(segment)
