@@ -9,6 +9,7 @@ server's service proxy (the same on kind and offline: no node IPs, no port juggl
 from __future__ import annotations
 
 import json
+import secrets
 import ssl
 import subprocess
 import time
@@ -20,6 +21,7 @@ from .shop import ShopClient
 
 SHOP_MANIFESTS = paths.REPO / "cluster" / "shop"
 SHOP_SERVICES = ("catalog", "inventory", "payments", "orders", "gateway")
+SERVICE_KEY_SECRET = "shop-service-key"  # what orders, inventory and payments sign and check calls with
 
 
 class Cluster:
@@ -77,6 +79,7 @@ class Cluster:
 
     # -- the shop --------------------------------------------------------------------------
     def deploy_shop(self, namespace: str) -> None:
+        self.ensure_service_key(namespace)
         self.apply(SHOP_MANIFESTS, namespace)
         for service in SHOP_SERVICES:
             self.wait_rollout(namespace, service)
@@ -84,6 +87,21 @@ class Cluster:
         shop = self.shop(namespace)
         self.wait_until(lambda: shop.products(1).status == 200 and shop.order({"p-0001": 1}).status == 201,
                         "the shop to answer through its gateway", 60)
+
+    def ensure_service_key(self, namespace: str) -> None:
+        """The Secret the shop's services sign their calls with (shop/servicecred.py): a random key
+        made here, never one kept in git. One that exists is kept: running pods and new ones agree."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        secret = client.V1Secret(
+            metadata=client.V1ObjectMeta(name=SERVICE_KEY_SECRET, labels={"app.kubernetes.io/part-of": "shop"}),
+            string_data={"key": secrets.token_urlsafe(32)})
+        try:
+            self.core.create_namespaced_secret(namespace, secret)
+        except ApiException as err:
+            if err.status != 409:  # 409 Conflict: it is there already
+                raise
 
     # -- Deployments: their ReplicaSets, revisions and rollback ---------------------------
     REVISION = "deployment.kubernetes.io/revision"

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import time
 import uuid
@@ -196,7 +197,11 @@ class Monolith(Deployment):
 
 
 class Microservices(Deployment):
-    """Gateway, catalog, inventory, payments and orders: one process and one database each."""
+    """Gateway, catalog, inventory, payments and orders: one process and one database each.
+
+    The services sign their calls to each other with a key made for this deployment
+    (SHOP_SERVICE_KEY, shop/servicecred.py): the internal endpoints answer only the orders service.
+    """
 
     SERVICES = ("catalog", "inventory", "payments", "orders", "gateway")
 
@@ -206,7 +211,8 @@ class Microservices(Deployment):
         self.port_of = port_of or {"gateway": ports.GATEWAY, "catalog": ports.CATALOG, "orders": ports.ORDERS,
                                    "payments": ports.PAYMENTS, "inventory": ports.INVENTORY}
         urls = {f"SHOP_{s.upper()}_URL": f"http://127.0.0.1:{self.port_of[s]}" for s in self.SERVICES}
-        self.env = {**urls, **(env or {})}
+        # A new random key per deployment (copies started later get the same one); never a fixed one.
+        self.env = {**urls, "SHOP_SERVICE_KEY": secrets.token_urlsafe(32), **(env or {})}
 
     def _service(self, service: str, name: str | None = None, port: int | None = None,
                  version: str = "blue") -> ServiceProcess:
@@ -242,9 +248,10 @@ class Microservices(Deployment):
         self._start([proc])
         return proc
 
-    # Who calls whom: a switch must reach every caller, not only the front door.
+    # Who calls whom: a switch must reach every caller, not only the front door. (The gateway
+    # does not call payments: charges and refunds are internal, only orders makes them.)
     CALLERS = {"catalog": ("gateway", "orders"), "inventory": ("gateway", "orders"),
-               "payments": ("gateway", "orders"), "orders": ("gateway",)}
+               "payments": ("orders",), "orders": ("gateway",)}
 
     def route(self, service: str, *procs: ServiceProcess) -> list[Reply]:
         """Make every caller of `service` send its requests to these copies (round-robin)."""

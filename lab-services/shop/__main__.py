@@ -26,7 +26,11 @@ def main() -> None:
     settings = load_settings(overrides)
     os.environ["SHOP_SERVICE"] = settings.service
 
-    from .api import create_app
+    # Imported here, after SHOP_SERVICE is set; the gateway has its own app (it serves no module).
+    if settings.service == "gateway":
+        from .gateway import create_gateway as create_app
+    else:
+        from .api import create_app
 
     app = create_app(settings)
     # log_config=None keeps our JSON logging; the access log is written by our middleware.

@@ -1,15 +1,17 @@
-"""HTTP API of every module, and the app of each service (or of the whole monolith)."""
+"""HTTP API of every module, and the app of each service (or of the whole monolith).
+
+The public API (public_routers) is what the monolith serves and what the gateway forwards
+and documents. The orders saga's calls to inventory (reservations) and payments are internal:
+only the microservices serve them, and only to the orders service (servicecred.py).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict
 
-from fastapi import APIRouter, FastAPI, Header, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
@@ -19,12 +21,15 @@ from .clients import RemoteCatalog, RemoteInventory, RemotePayments
 from .config import MODULES, Settings
 from .db import Database
 from .errors import ShopError
-from .faults import FaultBoard, crash_soon
+from .faults import FaultBoard
 from .inventory import Inventory
+from .limits import RequestLimits
 from .observability import Metrics, instrument, make_tracer, setup_logging
+from .operations import EDGE_ERRORS, add_error_handlers, add_metrics_route, document_errors, operations_router, resilience_router
 from .orders import Orders
 from .payments import Payments
-from .routing import Upstreams, routes_router
+from .routing import Upstreams, find_route, refusal, routes_router
+from .servicecred import check_key, require_caller
 
 log = logging.getLogger("shop")
 
@@ -71,11 +76,20 @@ def catalog_router(catalog: Catalog) -> APIRouter:
 
 
 def inventory_router(inventory: Inventory) -> APIRouter:
+    """Public: stock levels, read-only."""
     router = APIRouter(prefix="/api/inventory", tags=["inventory"])
 
     @router.get("/{product_id}")
     def stock(product_id: str) -> dict:
         return inventory.stock(product_id)
+
+    return router
+
+
+def reservations_router(inventory: Inventory, only_callers) -> APIRouter:
+    """Internal: the orders saga reserves and releases stock (`only_callers` checks who calls)."""
+    router = APIRouter(prefix="/api/inventory", tags=["internal"], include_in_schema=False,
+                       dependencies=[Depends(only_callers)])
 
     @router.post("/reservations", status_code=201)
     def reserve(body: ReservationRequest) -> dict:
@@ -88,8 +102,10 @@ def inventory_router(inventory: Inventory) -> APIRouter:
     return router
 
 
-def payments_router(payments: Payments) -> APIRouter:
-    router = APIRouter(prefix="/api/payments", tags=["payments"])
+def payments_router(payments: Payments, only_callers) -> APIRouter:
+    """Internal: the orders saga charges and refunds (`only_callers` checks who calls)."""
+    router = APIRouter(prefix="/api/payments", tags=["internal"], include_in_schema=False,
+                       dependencies=[Depends(only_callers)])
 
     @router.post("", status_code=201)
     def charge(body: ChargeRequest) -> dict:
@@ -135,82 +151,42 @@ def orders_router(orders: Orders, metrics: Metrics) -> APIRouter:
     return router
 
 
-def resilience_router(guards: list) -> APIRouter:
-    """GET /admin/resilience: each protected peer's circuit state (empty when protection is off)."""
-    router = APIRouter(tags=["operations"])
-
-    @router.get("/admin/resilience")
-    def resilience_state() -> dict:
-        return {"enabled": bool(guards), "peers": [guard.state() for guard in guards]}
-
-    return router
+def public_routers(catalog: Catalog | None, inventory: Inventory | None, orders: Orders | None,
+                   metrics: Metrics | None) -> list[APIRouter]:
+    """The shop's public API. The gateway builds its OpenAPI document from these, with no modules."""
+    return [catalog_router(catalog), inventory_router(inventory), orders_router(orders, metrics)]
 
 
-def operations_router(faults: FaultBoard, ready_checks: list) -> APIRouter:
-    """Health, fault knobs. The same on every service and on the monolith."""
-    router = APIRouter(tags=["operations"])
+def service_routers(settings: Settings, parts: dict, metrics: Metrics) -> list[APIRouter]:
+    """The business routes this process serves. The monolith serves only the public API: its
+    modules call each other in-process, so the saga's internal endpoints need not exist there."""
+    if settings.service == "monolith":
+        return public_routers(parts["catalog"], parts["inventory"], parts["orders"], metrics)
 
-    @router.get("/health/live")
-    def live() -> dict:
-        for module in faults.modules:
-            faults.alive(module)
-        return {"status": "alive"}
+    def only_orders(service: str):
+        return require_caller(settings.service_key, service, allowed=("orders",))
 
-    @router.get("/health/ready")
-    def ready() -> JSONResponse:
-        problems = [f"{m} set not ready" for m in faults.modules if not faults.get(m).ready]
-        problems += [name for name, check in ready_checks if not check()]
-        if problems:
-            return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    @router.get("/admin/faults")
-    def list_faults() -> dict:
-        return {m: asdict(faults.get(m)) for m in faults.modules}
-
-    @router.put("/admin/faults/{module}")
-    def set_faults(module: str, changes: dict) -> dict:
-        return asdict(faults.update(module, changes))
-
-    @router.delete("/admin/faults")
-    def reset_faults() -> dict:
-        faults.reset()
-        return {m: asdict(faults.get(m)) for m in faults.modules}
-
-    @router.post("/admin/crash/{module}", status_code=202)
-    def crash(module: str) -> dict:
-        faults.get(module)  # 404 for a module not served here
-        log.warning("crash requested", extra={"shop_module": module})
-        crash_soon()
-        return {"crashing": module, "processes_ending": "this one"}
-
-    return router
+    if settings.service == "catalog":
+        return [catalog_router(parts["catalog"])]
+    if settings.service == "inventory":
+        return [reservations_router(parts["inventory"], only_orders("inventory")), inventory_router(parts["inventory"])]
+    if settings.service == "payments":
+        return [payments_router(parts["payments"], only_orders("payments"))]
+    return [orders_router(parts["orders"], metrics)]
 
 
-# -- errors: always JSON with a message ----------------------------------------------------
-def _describe(error: dict) -> str:
-    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-    return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))
+def add_unknown_route_answers(app: FastAPI) -> None:
+    """Any other /api request gets the gateway's 404 or 405, so the shop's two shapes answer alike.
+    Added after the real routes: it sees only what none of them took."""
 
-
-def add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ShopError)
-    async def shop_error(_: Request, err: ShopError) -> JSONResponse:
-        return JSONResponse(err.to_json(), status_code=err.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
-        errors = err.errors()
-        content_type = request.headers.get("content-type", "")
-        if request.method in ("POST", "PUT") and "json" not in content_type:
-            return JSONResponse(
-                {"error": f"send the body as JSON with Content-Type: application/json (got {content_type or 'none'!r})"},
-                status_code=415,
-            )
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse({"error": "malformed JSON in the request body"}, status_code=400)
-        problems = [_describe(e) for e in errors]
-        return JSONResponse({"error": "invalid request: " + "; ".join(problems), "problems": problems}, status_code=422)
+    @app.api_route("/api", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    @app.api_route("/api/{_:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown_route(request: Request) -> JSONResponse:
+        try:
+            find_route(request.method, request.scope["path"].strip("/").split("/"))
+        except ShopError as err:
+            return refusal(err)
+        raise ShopError(500, f"{request.method} {request.url.path} is a public route that this app does not serve")
 
 
 # -- assembling a service -------------------------------------------------------------------
@@ -245,55 +221,50 @@ def build_modules(settings: Settings, faults: FaultBoard, live: LiveConfig | Non
                                    "payments": settings.payments_url})
             modules["upstreams"] = upstreams
             timeout = settings.call_timeout_s if settings.resilience else settings.upstream_timeout_s
-            peers = {"catalog": RemoteCatalog("catalog", upstreams, timeout, settings.guard("catalog")),
-                     "inventory": RemoteInventory("inventory", upstreams, timeout, settings.guard("inventory")),
-                     "payments": RemotePayments("payments", upstreams, timeout, settings.guard("payments"))}
+            peers = {name: remote(name, upstreams, timeout, settings.guard(name), settings.service_key, "orders")
+                     for name, remote in (("catalog", RemoteCatalog), ("inventory", RemoteInventory),
+                                          ("payments", RemotePayments))}
             modules["guards"] = [peer.guard for peer in peers.values() if peer.guard]
         modules["orders"] = Orders(db, faults, **peers)
     return {"db": db, **modules}
 
 
 def create_app(settings: Settings) -> FastAPI:
-    if settings.service == "gateway":
-        from .gateway import create_gateway
-
-        return create_gateway(settings)
+    """The app of one service, or of the whole monolith (the gateway's is gateway.create_gateway)."""
     setup_logging(settings.service, settings.version, settings.log_level)
+    check_key(settings.service_key)
     served = list(MODULES) if settings.service == "monolith" else [settings.service]
-    faults = FaultBoard(served)
+    faults = FaultBoard(served, settings.max_hang_s)
     metrics = Metrics(settings.service)
     live = LiveConfig(settings.service)
     parts = build_modules(settings, faults, live)
     app = FastAPI(title=f"shop: {settings.service}", version=__version__)
     add_error_handlers(app)
+    # Added before instrument(), so it runs inside it: refused requests are logged and counted.
+    app.add_middleware(RequestLimits, max_uri_bytes=settings.max_uri_bytes, max_body_bytes=settings.max_body_bytes)
     instrument(app, settings.service, settings.version,
                make_tracer(settings.service, settings.otel_exporter, settings.otel_endpoint), metrics,
                settings.instance)
-    routers = {"catalog": catalog_router, "inventory": inventory_router, "payments": payments_router}
-    for name, make_router in routers.items():
-        if name in parts:
-            app.include_router(make_router(parts[name]))
+    for router in service_routers(settings, parts, metrics):
+        app.include_router(router)
+    if settings.service == "monolith":
+        add_unknown_route_answers(app)
     if "orders" in parts:
-        app.include_router(orders_router(parts["orders"], metrics))
         # Pending orders older than the recovery age were left by a crash; younger ones may
         # belong to another copy of this service that is still placing them.
         undone = parts["orders"].recover_pending(older_than_s=settings.recovery_age_s)
         if undone:
             log.warning("undid orders left pending by an earlier crash", extra={"count": undone})
         _start_recovery(parts["orders"], settings.recovery_age_s)
+    # Operations routes stay out of the OpenAPI document: it describes the public API (and health).
     if "upstreams" in parts:
-        app.include_router(routes_router(parts["upstreams"]))
+        app.include_router(routes_router(parts["upstreams"]), include_in_schema=False)
     connect(app, settings, live, parts.get("upstreams"))
-    app.include_router(config_router(live))
-    app.include_router(resilience_router(parts.get("guards", [])))
+    app.include_router(config_router(live), include_in_schema=False)
+    app.include_router(resilience_router(parts.get("guards", [])), include_in_schema=False)
     app.include_router(operations_router(faults, [("database", parts["db"].ping)]))
     add_metrics_route(app, metrics)
+    document_errors(app, EDGE_ERRORS)
     app.state.settings, app.state.faults, app.state.parts = settings, faults, parts
     log.info("started", extra={"modules": served, "port": settings.port, "db": str(settings.db_path)})
     return app
-
-
-def add_metrics_route(app: FastAPI, metrics: Metrics) -> None:
-    @app.get("/metrics", include_in_schema=False)
-    def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

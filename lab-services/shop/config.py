@@ -50,6 +50,13 @@ class Settings:
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     log_level: str = "INFO"
     recovery_age_s: float = 30.0  # pending orders older than this are undone
+    # Hardening (shop/limits.py, shop/servicecred.py, the gateway). Always on.
+    max_uri_bytes: int = 2048        # longest request target (path and query): 414 beyond
+    max_body_bytes: int = 65536      # largest request body: 413 beyond
+    gateway_max_in_flight: int = 32  # calls in flight from the gateway to one service (of its 40 threads): 503 beyond
+    gateway_timeouts: str = ""       # per service, e.g. "orders=8,catalog=2"; others wait the default
+    max_hang_s: float = 120.0        # the hang fault knob switches itself off after this long
+    service_key: str = ""            # signs calls between services; empty: internal endpoints refuse all
 
     def guard(self, peer: str, retries: int | None = None):
         """The protection for calls to `peer`, or None when resilience is off."""

@@ -2,6 +2,9 @@
 
 Each business module has its own knobs. In the monolith they all live in one process, so
 a crash of one module ends every module; in microservices a module is its own process.
+
+Every knob's effect is bounded, so a forgotten one cannot wedge a lab: latency_ms is at most
+60 s per call, and `hang` switches itself off after max_hang_s (setting, default 120 s).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from .errors import ShopError
 
-MAX_HANG_S = 600.0  # a hang still ends, so a forgotten knob cannot wedge a lab forever
+MAX_HANG_S = 120.0  # default for max_hang_s: a hang still ends, so a forgotten knob cannot wedge a lab
 
 
 @dataclass
@@ -34,10 +37,12 @@ class Faults:
 class FaultBoard:
     """The knobs of every module served by this process."""
 
-    def __init__(self, modules: list[str]) -> None:
+    def __init__(self, modules: list[str], max_hang_s: float = MAX_HANG_S) -> None:
         self._faults = {m: Faults() for m in modules}
         self._lock = threading.Lock()
         self._unhang = threading.Event()
+        self.max_hang_s = max_hang_s
+        self._hang_ends: dict[str, float] = {}  # module -> when its hang switches itself off
 
     @property
     def modules(self) -> list[str]:
@@ -60,6 +65,8 @@ class FaultBoard:
         updated = Faults(**{**asdict(current), **changes})
         updated.validate()
         with self._lock:
+            if updated.hang and not current.hang:
+                self._hang_ends[module] = time.monotonic() + self.max_hang_s
             self._faults[module] = updated
             if not any(f.hang for f in self._faults.values()):
                 self._unhang.set()
@@ -72,8 +79,11 @@ class FaultBoard:
             self.update(module, asdict(Faults()))
 
     def wait_while_hung(self, module: str) -> None:
-        deadline = time.monotonic() + MAX_HANG_S
-        while self.get(module).hang and time.monotonic() < deadline:
+        """Wait until the hang is switched off, or switch it off once max_hang_s have passed."""
+        while self.get(module).hang:
+            if time.monotonic() >= self._hang_ends.get(module, 0):
+                self.update(module, {"hang": False})
+                return
             self._unhang.wait(0.2)
 
     def apply(self, module: str) -> None:

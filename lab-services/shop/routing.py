@@ -4,6 +4,9 @@ The gateway routes customers' requests with it, and the orders service its own c
 catalog, inventory and payments. Both can be re-pointed at run time (PUT /admin/routes/NAME),
 which is how a blue-green switch moves every caller, not just the front door. (Part II
 replaces this hand-made table with a service registry, Part III with Kubernetes Services.)
+
+It also holds the shop's public routes (PUBLIC_ROUTES): which requests the gateway forwards,
+to which service.
 """
 
 from __future__ import annotations
@@ -11,14 +14,65 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Callable
 
 import httpx
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from .errors import ShopError
 
 log = logging.getLogger("shop.routing")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str  # a {name} stands for exactly one path segment
+    service: str
+
+    def matches(self, segments: list[str]) -> bool:
+        parts = self.pattern.strip("/").split("/")
+        return len(parts) == len(segments) and all(p.startswith("{") or p == s for p, s in zip(parts, segments))
+
+    @property
+    def label(self) -> str:
+        """The metrics label: the route's prefix (/api/products), as the services' dashboards use."""
+        return "/".join(self.pattern.split("/")[:3])
+
+
+# The shop's public API, and only it: the operations of api.public_routers. The gateway routes
+# by it; the monolith answers unknown /api paths from it, as the gateway does.
+PUBLIC_ROUTES = (
+    Route("GET", "/api/products", "catalog"),
+    Route("GET", "/api/products/{product_id}", "catalog"),
+    Route("GET", "/api/inventory/{product_id}", "inventory"),  # stock, read-only
+    Route("POST", "/api/orders", "orders"),
+    Route("GET", "/api/orders", "orders"),
+    Route("GET", "/api/orders/{order_id}", "orders"),
+)
+SERVICES = ("catalog", "inventory", "orders")
+
+
+def refusal(err: ShopError) -> JSONResponse:
+    """find_route's 404 or 405 as an answer (a 405 names the allowed methods in Allow)."""
+    headers = {"Allow": ", ".join(err.details["allowed"])} if err.status == 405 else None
+    return JSONResponse(err.to_json(), status_code=err.status, headers=headers)
+
+
+def find_route(method: str, segments: list[str]) -> Route:
+    """The route for a request, or ShopError 404 (no such path) or 405 (no such method)."""
+    same_path = [route for route in PUBLIC_ROUTES if route.matches(segments)]
+    for route in same_path:
+        if route.method == method:
+            return route
+    path = "/" + "/".join(segments)
+    if same_path:
+        allowed = sorted({route.method for route in same_path})
+        raise ShopError(405, f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}", allowed=allowed)
+    known = ", ".join(f"{route.method} {route.pattern}" for route in PUBLIC_ROUTES)
+    raise ShopError(404, f"no route for {method} {path}; the shop serves: {known}")
 
 
 # httpx errors after which a request may be sent again. ConnectError: it never left. The
