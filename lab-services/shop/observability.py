@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -92,6 +93,15 @@ class Metrics:
         self.service = service
 
 
+_REQUEST_ID = re.compile(r"[!-~]{1,64}")  # visible ASCII: it is logged and sent on to other services
+
+
+def usable_request_id(value: str | None) -> str | None:
+    """A caller's X-Request-ID if it is safe to log and to send on, else None (a new id is
+    made): a non-ASCII one cannot go into the next request's headers."""
+    return value if value and _REQUEST_ID.fullmatch(value) else None
+
+
 def outbound_headers() -> dict:
     """Headers that carry the request id and the trace context to the next service."""
     headers = {"X-Request-ID": request_id_var.get()}
@@ -105,7 +115,7 @@ def instrument(app, service: str, version: str, tracer: trace.Tracer, metrics: M
 
     @app.middleware("http")
     async def observe(request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request_id = usable_request_id(request.headers.get("x-request-id")) or uuid.uuid4().hex[:16]
         id_token = request_id_var.set(request_id)
         ctx_token = otel_context.attach(_propagator.extract(dict(request.headers)))
         started = time.perf_counter()
