@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .catalog import MAX_PRICE_CENTS, Catalog
@@ -305,6 +306,14 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ShopError)
     async def shop_error(_: Request, err: ShopError) -> JSONResponse:
         return JSONResponse(err.to_json(), status_code=err.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own errors (no such route, a body that is not UTF-8, ...) answer
+        # {"detail": ...}; every answer of the shop has the same shape: {"error": ...}.
+        message = {404: f"no route {request.method} {request.url.path}",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(err.status_code, str(err.detail))
+        return JSONResponse({"error": message}, status_code=err.status_code, headers=getattr(err, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
