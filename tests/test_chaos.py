@@ -61,7 +61,7 @@ def test_a_service_that_crashes_is_reaped(tmp_path):
 
 
 # -- the chaos run --------------------------------------------------------------------------
-LOAD_S = 30                    # orders are placed (and services killed) for this long
+LOAD_S = 25                    # orders are placed (and services killed) for this long
 CLIENTS = 3
 VICTIMS = ("orders", "payments", "inventory", "catalog")  # not the gateway: it is the way in
 # Short timeouts make the safe recovery age short too: 2 calls x 2 s + 1 s = 5 s.
