@@ -36,6 +36,10 @@ class ServiceProcess:
     env: dict = field(default_factory=dict)
     deployment: str = "adhoc"
     pid: int | None = None
+    # The child's handle, kept so that its exit status is collected (poll/wait): a service
+    # that exits on its own would otherwise stay a zombie of this process (the notebook
+    # kernel) until the kernel ends. None for a process found through its record only.
+    _popen: subprocess.Popen | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def url(self) -> str:
@@ -61,7 +65,7 @@ class ServiceProcess:
             # A new session: a learner's Ctrl-C in the notebook does not kill the shop.
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True, cwd=paths.LAB_SERVICES)
-        self.pid = proc.pid
+        self.pid, self._popen = proc.pid, proc
         self.record_path.write_text(json.dumps({"name": self.name, "deployment": self.deployment, "pid": proc.pid, "port": self.port,
                                                 "service": self.service, "command": command}))
         return self
@@ -69,6 +73,8 @@ class ServiceProcess:
     def alive(self) -> bool:
         if self.pid is None:
             return False
+        if self._own_child():
+            return self._popen.poll() is None  # poll also reaps a child that has ended
         try:
             proc = psutil.Process(self.pid)
             return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -92,21 +98,42 @@ class ServiceProcess:
 
     def stop(self, timeout_s: float = 15) -> None:
         """A graceful stop (SIGTERM): requests in progress are finished first."""
-        _end(self.pid, timeout_s)
-        self.pid = None
-        self.record_path.unlink(missing_ok=True)
+        if self._own_child():
+            _end_child(self._popen, timeout_s)
+        else:
+            _end(self.pid, timeout_s)
+        self._forget()
 
     def kill(self) -> None:
         """An abrupt end (SIGKILL), as a crash or a lost machine would do it."""
-        if self.alive():
+        if not self.alive():
+            return
+        if self._own_child():
+            self._popen.kill()
+            self._popen.wait(5)  # reaped: no zombie left behind
+        else:
             os.kill(self.pid, signal.SIGKILL)
             psutil.Process(self.pid).wait(5)
+
+    def kill_and_restart(self, wait_ready_s: float = 30) -> "ServiceProcess":
+        """SIGKILL, then start again on the same port and data (what a supervisor would do)."""
+        self.kill()
+        self.reap()
+        return self.start().wait_ready(wait_ready_s)
 
     def reap(self) -> None:
         """Forget a process that has died (after a crash) so it can be started again."""
         if self.pid and not self.alive():
-            self.pid = None
-            self.record_path.unlink(missing_ok=True)
+            self._forget()
+
+    def _own_child(self) -> bool:
+        return self._popen is not None and self._popen.pid == self.pid
+
+    def _forget(self) -> None:
+        if self._own_child():
+            self._popen.poll()  # collect the exit status if it has ended
+        self.pid, self._popen = None, None
+        self.record_path.unlink(missing_ok=True)
 
     def memory_mb(self) -> float:
         """Resident memory (RSS) in MiB: what the OS has given this copy."""
@@ -137,19 +164,42 @@ def _is_ours(proc: psutil.Process) -> bool:
     return len(cmd) >= 3 and cmd[1:3] == ["-m", "shop"]
 
 
+def _end_child(popen: subprocess.Popen, timeout_s: float) -> None:
+    """Stop a service this process started, and reap it."""
+    if popen.poll() is not None:
+        return
+    popen.terminate()
+    try:
+        popen.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait(5)
+
+
 def _end(pid: int | None, timeout_s: float) -> None:
     if pid is None:
         return
+    _reap_if_our_zombie(pid)
     try:
         proc = psutil.Process(pid)
         if not _is_ours(proc):
-            return  # the pid was reused by something else: leave it alone
+            return  # the pid was reused by something else (or has ended): leave it alone
         proc.terminate()
         proc.wait(timeout_s)
     except psutil.TimeoutExpired:
         proc.kill()
         proc.wait(5)
     except psutil.NoSuchProcess:
+        pass
+
+
+def _reap_if_our_zombie(pid: int) -> None:
+    """A child of this process that has ended is a zombie until it is waited for; its
+    command line cannot be read, so _is_ours would skip it. waitpid only touches our own
+    children, so this never affects another program's process."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
         pass
 
 

@@ -10,6 +10,7 @@ from .faults import FaultBoard
 
 _ADJECTIVES = ["Sturdy", "Quiet", "Bright", "Compact", "Classic", "Rapid", "Gentle", "Bold", "Smart", "Tiny"]
 _NOUNS = ["Kettle", "Lamp", "Backpack", "Keyboard", "Mug", "Notebook", "Headphones", "Chair", "Bottle", "Clock"]
+MAX_PRICE_CENTS = 1_000_000  # with orders' bounds, an order's total stays within payments.MAX_AMOUNT_CENTS
 
 
 def product_id(n: int) -> str:
@@ -40,7 +41,8 @@ class Catalog:
         with db.transaction() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS products (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
-                " price_cents INTEGER NOT NULL CHECK (price_cents > 0), description TEXT NOT NULL)"
+                f" price_cents INTEGER NOT NULL CHECK (price_cents BETWEEN 1 AND {MAX_PRICE_CENTS}),"
+                " description TEXT NOT NULL)"
             )
             if conn.execute("SELECT COUNT(*) FROM products").fetchone()[0] == 0:
                 conn.executemany(

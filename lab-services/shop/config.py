@@ -15,6 +15,9 @@ import yaml
 
 SERVICES = ("monolith", "gateway", "catalog", "inventory", "payments", "orders")
 MODULES = ("catalog", "inventory", "payments", "orders")
+PEER_CALLS_AFTER_PENDING = 2  # an order reserves, then charges, after it is written as pending
+RETRY_BACKOFF_MAX_S = 0.5     # resilience.Guard waits at most this long between two tries
+RECOVERY_MARGIN_S = 1.0       # the order's own database writes, a busy machine
 
 
 @dataclass
@@ -49,7 +52,8 @@ class Settings:
     otel_exporter: str = "none"  # none | console | otlp
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     log_level: str = "INFO"
-    recovery_age_s: float = 30.0  # pending orders older than this are undone
+    recovery_age_s: float = 30.0  # pending orders older than this are undone (at least longest_order_s)
+    recovery_interval_s: float = 1.0  # how often the recovery loop looks for them
     # Hardening (shop/limits.py, shop/servicecred.py, the gateway). Always on.
     max_uri_bytes: int = 2048        # longest request target (path and query): 414 beyond
     max_body_bytes: int = 65536      # largest request body: 413 beyond
@@ -66,6 +70,25 @@ class Settings:
 
         retries = self.retries if retries is None else retries
         return Guard(peer, self.bulkhead_size, retries, self.breaker_failures, self.breaker_reset_s)
+
+    def longest_order_s(self) -> float:
+        """The longest an order can wait on its peers after its pending row is written: the
+        reserve and the charge, each on every try up to its timeout, plus the backoff between
+        tries and a margin. Recovery must wait at least this long before it undoes an order,
+        or it undoes orders that are still on their way (the order then fails with a 503).
+        A timed-out call is never retried (routing, resilience), so one try per call takes a
+        timeout; the monolith calls its modules in-process, without timeouts."""
+        if self.service == "monolith":
+            per_call = 0.0
+        elif self.resilience:
+            per_call = (self.retries + 1) * self.call_timeout_s + self.retries * RETRY_BACKOFF_MAX_S
+        else:
+            per_call = self.upstream_timeout_s
+        return PEER_CALLS_AFTER_PENDING * per_call + RECOVERY_MARGIN_S
+
+    def safe_recovery_age_s(self) -> float:
+        """recovery_age_s, raised to longest_order_s when it is shorter."""
+        return max(self.recovery_age_s, self.longest_order_s())
 
     @property
     def db_path(self) -> Path:

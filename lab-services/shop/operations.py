@@ -13,9 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import ShopError
 from .faults import FaultBoard, crash_soon
+from .orders import IDEMPOTENCY_KEY_RULE
 from .observability import Metrics
 
 log = logging.getLogger("shop")
@@ -85,9 +87,19 @@ def add_error_handlers(app: FastAPI) -> None:
     async def shop_error(_: Request, err: ShopError) -> JSONResponse:
         return JSONResponse(err.to_json(), status_code=err.status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own errors (no such route, a body that is not UTF-8, ...) answer
+        # {"detail": ...}; every answer of the shop has the same shape: {"error": ...}.
+        message = {404: f"no route {request.method} {request.url.path}",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(err.status_code, str(err.detail))
+        return JSONResponse({"error": message}, status_code=err.status_code, headers=getattr(err, "headers", None))
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
         errors = err.errors()
+        if any(tuple(e.get("loc", ()))[:2] == ("header", "idempotency-key") for e in errors):
+            return JSONResponse({"error": IDEMPOTENCY_KEY_RULE}, status_code=400)
         content_type = request.headers.get("content-type", "")
         if request.method in ("POST", "PUT") and "json" not in content_type:
             return JSONResponse(
@@ -98,7 +110,6 @@ def add_error_handlers(app: FastAPI) -> None:
             return JSONResponse({"error": "malformed JSON in the request body"}, status_code=400)
         problems = [_describe(e) for e in errors]
         return JSONResponse({"error": "invalid request: " + "; ".join(problems), "problems": problems}, status_code=422)
-
 
 
 def add_metrics_route(app: FastAPI, metrics: Metrics) -> None:
