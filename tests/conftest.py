@@ -65,3 +65,16 @@ def fault_client(deployment, module: str) -> shop.ShopClient:
     if isinstance(deployment, shop.Monolith):
         return deployment.client
     return deployment.service_client(module)
+
+
+def as_orders(deployment: shop.Microservices, service: str) -> shop.ShopClient:
+    """`service` itself, called the way the orders service calls it: with a credential signed
+    with the deployment's key (the internal endpoints refuse anyone else)."""
+    import sys
+
+    sys.path.insert(0, str(shop.paths.LAB_SERVICES))
+    from shop.servicecred import credential
+
+    return shop.ShopClient(deployment[service].url,
+                           headers=credential(deployment.env["SHOP_SERVICE_KEY"], "orders", service))
+

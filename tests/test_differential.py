@@ -25,17 +25,6 @@ SEQUENCES, MAX_STEPS, TIME_BUDGET_S = 60, 8, 60
 PRODUCTS = 50  # conftest.TEST_ENV
 GENERATED_ID = re.compile(r"\b(o|pay|void)-[0-9a-f]{12}\b")
 
-# Requests on which the gateway (gateway.py, another part of the work) still answers
-# differently from the monolith. They are generated and compared like every other request;
-# a difference in them is reported, not failed, and test_known_gateway_divergence below
-# fails strictly once the gateway answers them right, so the mark is removed then.
-KNOWN_GATEWAY_DIVERGENCES = {
-    "non-ASCII Idempotency-Key": "the gateway forwards the header with httpx, which cannot encode it: 500"
-                                 " (the monolith and the orders service answer 400)",
-    "control character in a product path": "the gateway re-sends /api/products/\\x01 with httpx, which refuses"
-                                           " the URL: 500 (the monolith and the catalog answer 404)",
-}
-
 
 @dataclass
 class Step:
@@ -181,7 +170,7 @@ def test_same_requests_same_answers(shops):
     mono, micro = shops
     rng = random.Random(SEED)
     started = time.monotonic()
-    sent, known, counts = 0, [], {}
+    sent, counts = 0, {}
     for number in range(SEQUENCES):
         if time.monotonic() - started > TIME_BUDGET_S:
             break
@@ -192,35 +181,8 @@ def test_same_requests_same_answers(shops):
             if a == b:
                 continue
             where = f"sequence {number} step {index} {step.describe()}"
-            # Known only as the gateway's own failure: the monolith refusing it cleanly (4xx),
-            # the gateway failing (500). Any other difference in these requests still fails.
-            if step.kind in KNOWN_GATEWAY_DIVERGENCES and 400 <= a[0] < 500 and b[0] == 500:
-                known.append(f"{where}: monolith {a[0]}, microservices {b[0]}")
-                if b[0] >= 500:  # the server closes a connection after an unhandled error
-                    micro.reconnect()
-                continue
             pytest.fail(f"the shops disagree at {where} (seed {SEED}):\n  monolith:      {a}\n  microservices: {b}")
     print(f"\ndifferential: {number + 1} sequences, {sent} requests each to both shops in"
-          f" {time.monotonic() - started:.0f} s, {len(known)} known gateway divergences;"
-          f" by kind: {dict(sorted(counts.items()))}")
-    for line in known:
-        print("  known (gateway):", line)
+          f" {time.monotonic() - started:.0f} s; by kind: {dict(sorted(counts.items()))}")
     assert sent >= 100 and counts.get("order", 0) >= 20, "the generator sent too little to compare"
     assert mono.order_ids and len(mono.order_ids) == len(micro.order_ids)
-
-
-@pytest.mark.parametrize("kind", sorted(KNOWN_GATEWAY_DIVERGENCES))
-def test_known_gateway_divergence(shops, kind):
-    """One request of each known kind, compared strictly. xfail(strict) via the marker below:
-    it fails the suite once the gateway answers like the monolith, to retire the entry."""
-    if kind == "non-ASCII Idempotency-Key":
-        step = Step(kind, "POST", "/api/orders", {"items": [{"product_id": "p-0001", "quantity": 1}], "card": GOOD_CARD},
-                    headers={"Idempotency-Key": "clé".encode()})
-    else:
-        step = Step(kind, "GET", "/api/products/%01")
-    mono, micro = shops
-    a, b = mono.answer(mono.send(step)), micro.answer(micro.send(step))
-    assert a[0] < 500, a
-    if a != b:
-        pytest.xfail(f"{KNOWN_GATEWAY_DIVERGENCES[kind]}; monolith {a[0]}, microservices {b[0]}")
-    pytest.fail(f"the gateway now answers {kind!r} like the monolith: remove it from KNOWN_GATEWAY_DIVERGENCES")

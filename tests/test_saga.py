@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 import ledger
-from conftest import TEST_ENV, start_microservices
+from conftest import TEST_ENV, as_orders, start_microservices
 from msalab import ports, shop
 from msalab.shop import ShopClient
 
@@ -95,7 +95,7 @@ def services():
 
 
 def test_a_charge_that_arrives_after_its_refund_is_refused(services):
-    payments = services.service_client("payments")
+    payments = as_orders(services, "payments")
     order_id = f"o-late-{uuid.uuid4().hex[:8]}"
     assert payments.request("POST", f"/api/payments/{order_id}/refund").status == 200  # the undo got there first
     late = payments.request("POST", "/api/payments", json={"order_id": order_id, "amount_cents": 500,
@@ -105,7 +105,7 @@ def test_a_charge_that_arrives_after_its_refund_is_refused(services):
 
 
 def test_a_charge_again_after_a_refund_does_not_count_as_paid(services):
-    payments = services.service_client("payments")
+    payments = as_orders(services, "payments")
     order_id = f"o-again-{uuid.uuid4().hex[:8]}"
     charge = {"order_id": order_id, "amount_cents": 500, "card": "4242424242424242"}
     assert payments.request("POST", "/api/payments", json=charge).status == 201
@@ -115,7 +115,7 @@ def test_a_charge_again_after_a_refund_does_not_count_as_paid(services):
 
 
 def test_a_reservation_that_arrives_after_its_release_is_refused(services):
-    inventory = services.service_client("inventory")
+    inventory = as_orders(services, "inventory")
     order_id = f"o-late-{uuid.uuid4().hex[:8]}"
     before = inventory.stock("p-0009").body["available"]
     assert inventory.request("DELETE", f"/api/inventory/reservations/{order_id}").status == 200

@@ -34,6 +34,7 @@ from .errors import ShopError
 from .faults import FaultBoard
 from .dynamic import LiveConfig, config_router, connect
 from .limits import InFlightCap, RequestLimits, encoded_path
+from .orders import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_RULE
 from .routing import Route, Upstreams, find_route, refusal, request_with_one_retry, routes_router
 from .observability import Metrics, instrument, make_tracer, outbound_headers, setup_logging
 from .operations import GATEWAY_ERRORS, add_error_handlers, add_metrics_route, document_errors, operations_router, \
@@ -65,6 +66,9 @@ def route_timeouts(settings: Settings) -> dict[str, float]:
 def forwarded_headers(request: Request) -> dict:
     """The headers sent on; httpx (and HTTP) take only ASCII, so anything else is the caller's 400."""
     headers = {k: v for k, v in request.headers.items() if k in FORWARDED_HEADERS}
+    key = headers.get("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):  # the orders service's own rule and words
+        raise ShopError(400, IDEMPOTENCY_KEY_RULE)
     headers.update(outbound_headers())
     for name, value in headers.items():
         if not (value.isascii() and value.isprintable()):
