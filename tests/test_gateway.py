@@ -74,3 +74,16 @@ def test_dead_copy_in_the_route_is_skipped_for_reads(microservices):
         assert {r.headers["x-upstream"] for r in replies} == {"catalog/" + microservices["catalog"].version}
     finally:
         microservices.route("catalog", microservices["catalog"])
+
+
+def test_a_retry_never_goes_back_to_the_copy_that_just_failed():
+    """The retry after a broken connection asks for another copy: with the round-robin counter
+    shared by every request, "the next one" could otherwise be the dead copy again."""
+    from shop.routing import Upstreams
+
+    upstreams = Upstreams({"catalog": "http://a"})
+    upstreams.replace("catalog", ["http://a", "http://b", "http://c"])
+    assert all(upstreams.pick("catalog", avoid="http://b") != "http://b" for _ in range(60))
+    assert {upstreams.pick("catalog", avoid="http://b") for _ in range(60)} == {"http://a", "http://c"}
+    upstreams.replace("catalog", ["http://a"])
+    assert upstreams.pick("catalog", avoid="http://a") == "http://a"  # the only copy: try it again

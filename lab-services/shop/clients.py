@@ -44,7 +44,7 @@ class RemoteModule:
     def _call(self, method: str, path: str, json: dict | None) -> dict:
         try:
             # Every peer call is idempotent (keyed by order id), so a broken connection is retried once.
-            response, _ = request_with_one_retry(self._http, method, lambda: self.upstreams.pick(self.name), path,
+            response, _ = request_with_one_retry(self._http, method, lambda avoid=None: self.upstreams.pick(self.name, avoid), path,
                                                  True, json=json, headers=self._headers())
         except httpx.TimeoutException as err:
             raise ShopError(503, f"{self.name} did not answer in time", module=self.name, timeout=True) from err

@@ -112,7 +112,7 @@ def create_gateway(settings: Settings) -> FastAPI:
         def send() -> tuple[httpx.Response, str]:
             try:
                 return request_with_one_retry(
-                    http, request.method, lambda: routes.pick(route.service), path, idempotent,
+                    http, request.method, lambda avoid=None: routes.pick(route.service, avoid), path, idempotent,
                     params=list(request.query_params.multi_items()), content=body, headers=headers,
                     timeout=timeouts[route.service],
                 )

@@ -82,12 +82,14 @@ NEVER_SENT = (httpx.ConnectError,)
 MAYBE_SENT = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
-def request_with_one_retry(http: httpx.Client, method: str, pick: Callable[[], str], path: str,
+def request_with_one_retry(http: httpx.Client, method: str, pick: Callable[..., str], path: str,
                            idempotent: bool, **kwargs) -> tuple[httpx.Response, str]:
-    """Send to an upstream from `pick`; on a broken connection, once more to a fresh pick.
+    """Send to an upstream from `pick`; on a broken connection, once more to another copy.
 
     Without this, the first request after an upstream restarts can fail even though another
-    copy (or the new pod) is ready: a rolling update would lose requests.
+    copy (or the new pod) is ready: a rolling update would lose requests. The retry avoids the
+    copy that just failed (`pick(avoid=...)`): with a shared round-robin counter, other
+    requests move it meanwhile, so "the next pick" could be the dead copy again.
     """
     base = pick()
     try:
@@ -98,7 +100,7 @@ def request_with_one_retry(http: httpx.Client, method: str, pick: Callable[[], s
         if not idempotent:
             raise
         failure = err
-    retry_base = pick()
+    retry_base = pick(avoid=base)
     log.info("retrying once", extra={"upstream": base, "retry_upstream": retry_base,
                                       "error": failure.__class__.__name__})
     return http.request(method, retry_base + path, **kwargs), retry_base
@@ -114,12 +116,14 @@ class Upstreams:
         with self._lock:
             return {name: list(urls) for name, urls in self._routes.items()}
 
-    def pick(self, name: str) -> str:
+    def pick(self, name: str, avoid: str | None = None) -> str:
+        """The next instance in turn; another than `avoid` if there is one."""
         with self._lock:
             urls = self._routes[name]
             if not urls:
                 raise ShopError(503, f"no instance of {name} is registered", service=name)
-            return urls[next(self._turn) % len(urls)]
+            others = [url for url in urls if url != avoid] or urls
+            return others[next(self._turn) % len(others)]
 
     def replace(self, name: str, urls: list[str]) -> None:
         """Set a route's instances as a registry lists them (registration is their readiness)."""
