@@ -17,11 +17,12 @@ up: setup
 setup: venv docker images book
 
 venv: $(STAMP)
-$(STAMP): requirements.txt lab-services/requirements.txt pyproject.toml
+# constraints.txt pins the book's whole toolchain (Sphinx, themes, MyST) beside requirements.txt.
+$(STAMP): requirements.txt lab-services/requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: install it, or run make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
