@@ -37,7 +37,10 @@ images: venv
 	@if docker info >/dev/null 2>&1; then $(PY) -m msalab images build; \
 	else echo "images: skipped, no Docker engine (make docker)"; fi
 
+# The book, self-contained: Mermaid and MathJax come from npm (cached by version outside
+# the repository, copied into _build/book-static), so its pages load nothing from elsewhere.
 book: venv
+	scripts/book-assets.sh _build/book-static
 	$(VENV)/bin/jupyter-book build . -W --keep-going --builder html
 
 ## test: set everything up, then every test: services, image, labs (nbval), book, cluster
