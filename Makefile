@@ -41,7 +41,11 @@ images: venv
 # the repository, copied into _build/book-static), so its pages load nothing from elsewhere.
 book: venv
 	scripts/book-assets.sh _build/book-static
-	$(VENV)/bin/jupyter-book build . -W --keep-going --builder html
+	@# Sphinx copies static files only while it writes pages: a changed book/_static file
+	@# with no changed page would never reach _build/html, so then every page is rebuilt.
+	stamp=_build/.book-static-stamp; \
+	all=$$([ ! -e $$stamp ] || [ -n "$$(find book/_static -newer $$stamp)" ] && echo --all); \
+	$(VENV)/bin/jupyter-book build . -W --keep-going --builder html $$all && touch $$stamp
 
 ## test: set everything up, then every test: services, image, labs (nbval), book, cluster
 test: setup test-services test-labs test-cluster
