@@ -7,14 +7,15 @@ STAMP := $(VENV)/.installed
 JUPYTER_FLAGS := --notebook-dir=labs --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
 
-.PHONY: up setup venv docker images book test test-services test-labs test-cluster cluster cluster-down bench bench-cluster labs clean
+.PHONY: up setup venv docker images book browser test test-book test-services test-labs test-cluster cluster cluster-down bench bench-cluster labs clean
 
 up: setup
 	$(PY) -m msalab doctor || true
 	$(VENV)/bin/jupyter lab $(JUPYTER_FLAGS)
 
-## setup: Python environment, Docker engine (where it can be installed), lab images, the book
-setup: venv docker images book
+## setup: Python environment, Docker engine (where it can be installed), lab images, the book,
+## Chromium for the book's browser test
+setup: venv docker images book browser
 
 venv: $(STAMP)
 # constraints.txt pins the book's whole toolchain (Sphinx, themes, MyST) beside requirements.txt.
@@ -47,11 +48,20 @@ book: venv
 	all=$$([ ! -e $$stamp ] || [ -n "$$(find book/_static -newer $$stamp)" ] && echo --all); \
 	$(VENV)/bin/jupyter-book build . -W --keep-going --builder html $$all && touch $$stamp
 
-## test: set everything up, then every test: services, image, labs (nbval), book, cluster
-test: setup test-services test-labs test-cluster
+# Debian's Chromium, for the book's browser test (installed where missing, as root).
+browser:
+	@scripts/ensure-chromium.sh
+
+## test: set everything up, then every test: book (in a browser), services, image, labs (nbval), cluster
+test: setup test-book test-services test-labs test-cluster
+
+# The built book in Chromium: every page offline, diagrams, math, search, the phone menu.
+# Screenshots go to _build/screenshots.
+test-book: book browser
+	$(VENV)/bin/pytest tests/test_book_browser.py
 
 test-services: venv
-	MSALAB_NO_PROGRESS=1 $(VENV)/bin/pytest tests --ignore=tests/cluster
+	MSALAB_NO_PROGRESS=1 $(VENV)/bin/pytest tests --ignore=tests/cluster --ignore=tests/test_book_browser.py
 
 # The cluster phase brings the cluster up, runs its tests, takes it down whatever happened,
 # and checks the machine is as before (processes, links, mounts, iptables).
