@@ -7,21 +7,23 @@ STAMP := $(VENV)/.installed
 JUPYTER_FLAGS := --notebook-dir=labs --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
 
-.PHONY: up setup venv docker images book test test-services test-labs test-cluster cluster cluster-down bench bench-cluster labs clean
+.PHONY: up setup venv docker images book browser test test-book test-services test-labs test-cluster cluster cluster-down bench bench-cluster labs clean
 
 up: setup
 	$(PY) -m msalab doctor || true
 	$(VENV)/bin/jupyter lab $(JUPYTER_FLAGS)
 
-## setup: Python environment, Docker engine (where it can be installed), lab images, the book
-setup: venv docker images book
+## setup: Python environment, Docker engine (where it can be installed), lab images, the book,
+## Chromium for the book's browser test
+setup: venv docker images book browser
 
 venv: $(STAMP)
-$(STAMP): requirements.txt lab-services/requirements.txt pyproject.toml
+# constraints.txt pins the book's whole toolchain (Sphinx, themes, MyST) beside requirements.txt.
+$(STAMP): requirements.txt lab-services/requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: install it, or run make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
@@ -36,14 +38,30 @@ images: venv
 	@if docker info >/dev/null 2>&1; then $(PY) -m msalab images build; \
 	else echo "images: skipped, no Docker engine (make docker)"; fi
 
+# The book, self-contained: Mermaid and MathJax come from npm (cached by version outside
+# the repository, copied into _build/book-static), so its pages load nothing from elsewhere.
 book: venv
-	$(VENV)/bin/jupyter-book build . -W --keep-going --builder html
+	scripts/book-assets.sh _build/book-static
+	@# Sphinx copies static files only while it writes pages: a changed book/_static file
+	@# with no changed page would never reach _build/html, so then every page is rebuilt.
+	stamp=_build/.book-static-stamp; \
+	all=$$([ ! -e $$stamp ] || [ -n "$$(find book/_static -newer $$stamp)" ] && echo --all); \
+	$(VENV)/bin/jupyter-book build . -W --keep-going --builder html $$all && touch $$stamp
 
-## test: set everything up, then every test: services, image, labs (nbval), book, cluster
-test: setup test-services test-labs test-cluster
+# Debian's Chromium, for the book's browser test (installed where missing, as root).
+browser:
+	@scripts/ensure-chromium.sh
+
+## test: set everything up, then every test: book (in a browser), services, image, labs (nbval), cluster
+test: setup test-book test-services test-labs test-cluster
+
+# The built book in Chromium: every page offline, diagrams, math, search, the phone menu.
+# Screenshots go to _build/screenshots.
+test-book: book browser
+	$(VENV)/bin/pytest tests/test_book_browser.py
 
 test-services: venv
-	MSALAB_NO_PROGRESS=1 $(VENV)/bin/pytest tests --ignore=tests/cluster
+	MSALAB_NO_PROGRESS=1 $(VENV)/bin/pytest tests --ignore=tests/cluster --ignore=tests/test_book_browser.py
 
 # The cluster phase brings the cluster up, runs its tests, takes it down whatever happened,
 # and checks the machine is as before (processes, links, mounts, iptables).
