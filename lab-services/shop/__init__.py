@@ -6,4 +6,4 @@ serves one module over HTTP with its own database, and the orders module reaches
 others through HTTP clients with the same interface.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

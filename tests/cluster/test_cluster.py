@@ -83,7 +83,7 @@ spec:
   securityContext: {runAsNonRoot: true, runAsUser: 10001}
   containers:
     - name: reader
-      image: msalab/shop:0.2.0
+      image: msalab/shop:0.3.0
       imagePullPolicy: IfNotPresent
       command: ["python", "-c", "import time; time.sleep(3600)"]
       env:
