@@ -334,6 +334,10 @@ def test_phone_menu_opens_and_navigates(site, browser):
         assert not link.is_visible(), "the menu shows before it is opened"
         reader.page.locator("button.primary-toggle:visible").first.click(timeout=5000)
         link.wait_for(state="visible", timeout=5000)
+        # The drawer slides in: wait until it has arrived, whole, on the screen.
+        reader.page.wait_for_function(
+            "() => { const r = document.querySelector('.bd-sidebar-primary').getBoundingClientRect();"
+            " return r.left >= 0 && r.right <= window.innerWidth; }", timeout=5000)
         screenshot(reader, "phone-menu-open")
         with reader.page.expect_navigation():
             link.click()
