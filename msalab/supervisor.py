@@ -13,6 +13,7 @@ import importlib.util
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from . import paths
 from .errors import LabError
@@ -67,10 +68,21 @@ class Supervisor:
         command = f"{sys.executable} -m shop {proc.service} --port {proc.port} --data-dir {proc.data_dir} --version {proc.version}"
         environment = ",".join(f'{k}="{v}"' for k, v in {**proc.env, "PYTHONUNBUFFERED": "1"}.items())
         self.shutdown()
+        self.config.touch(mode=0o600)  # it holds the deployment's service key: readable by us only
+        self.config.chmod(0o600)
         self.config.write_text(CONFIG.format(run=self.run) + PROGRAM.format(
             name=name, command=command, cwd=paths.LAB_SERVICES, environment=environment, run=self.run))
         subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config)], check=True, timeout=30)
         self.wait_for(name, "RUNNING", 20)
+
+    def program(self, name: str) -> str:
+        """The [program:NAME] section as a learner should read it: secret values masked, and
+        this machine's paths shortened (<repo>, ~), so it can be shown and shared."""
+        section = self.config.read_text().split(f"[program:{name}]")[1]
+        for key, value in self.deployment[name].env.items():
+            if any(word in key for word in ("KEY", "SECRET", "TOKEN", "PASSWORD")):
+                section = section.replace(value, "***")
+        return section.replace(str(paths.REPO), "<repo>").replace(str(Path.home()), "~")
 
     def status(self, name: str) -> dict:
         """{"state": RUNNING | STARTING | BACKOFF | EXITED | ..., "pid": int or None}."""
