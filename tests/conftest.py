@@ -78,3 +78,20 @@ def as_orders(deployment: shop.Microservices, service: str) -> shop.ShopClient:
     return shop.ShopClient(deployment[service].url,
                            headers=credential(deployment.env["SHOP_SERVICE_KEY"], "orders", service))
 
+
+# Figures a test measured (request counts, kills, ...): printed at the end of the run, so a
+# passing CI log shows them too (pytest hides a passing test's own output).
+MEASURED: list[str] = []
+
+
+def report(line: str) -> None:
+    print(line)
+    MEASURED.append(line.strip())
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if MEASURED:
+        terminalreporter.section("measured in this run")
+        for line in MEASURED:
+            terminalreporter.write_line(line)
+

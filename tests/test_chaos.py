@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 import ledger
-from conftest import TEST_ENV
+from conftest import TEST_ENV, report
 from msalab import ports, procs, shop
 from msalab.shop import ShopClient
 
@@ -148,7 +148,7 @@ def test_killed_services_lose_and_duplicate_no_order(chaotic):
     lost = [o.key for o in answered if not o.order_ids <= set(confirmed)]
     duplicated = [o.key for o in answered if len(o.order_ids) > 1 or by_key.get(o.key) not in o.order_ids]
     statuses = collections.Counter(o.final for o in outcomes)
-    print(f"\nchaos: {len(outcomes)} orders attempted, {len(answered)} confirmed to their client,"
+    report(f"\nchaos: {len(outcomes)} orders attempted, {len(answered)} confirmed to their client,"
           f" {len(confirmed)} confirmed in the shop, final answers {dict(statuses)};"
           f" {sum(len(o.answers) for o in outcomes)} requests, {sum(len(o.answers) - 1 for o in outcomes)} retries;"
           f" {len(kills)} kills {dict(collections.Counter(kills))}")

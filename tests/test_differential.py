@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from conftest import start_microservices, start_monolith
+from conftest import report, start_microservices, start_monolith
 from msalab.shop import DECLINED_CARD, GOOD_CARD, ShopClient
 
 SEED = 20240601
@@ -182,7 +182,7 @@ def test_same_requests_same_answers(shops):
                 continue
             where = f"sequence {number} step {index} {step.describe()}"
             pytest.fail(f"the shops disagree at {where} (seed {SEED}):\n  monolith:      {a}\n  microservices: {b}")
-    print(f"\ndifferential: {number + 1} sequences, {sent} requests each to both shops in"
+    report(f"\ndifferential: {number + 1} sequences, {sent} requests each to both shops in"
           f" {time.monotonic() - started:.0f} s; by kind: {dict(sorted(counts.items()))}")
     assert sent >= 100 and counts.get("order", 0) >= 20, "the generator sent too little to compare"
     assert mono.order_ids and len(mono.order_ids) == len(micro.order_ids)

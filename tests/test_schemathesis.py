@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import start_microservices, start_monolith
+from conftest import report, start_microservices, start_monolith
 
 PUBLIC = r"^/api/(products|orders)"  # the catalog's and the orders' API: what a customer uses
 CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -95,7 +95,7 @@ def test_every_answer_conforms(api, mode):
             run()
         except hypothesis.errors.Unsatisfiable:  # nothing in it can be made invalid (a free-form path id)
             counts["operations without negative cases"] += 1
-    print("\n" + summary(target, mode.value))
+    report("\n" + summary(target, mode.value))
     assert counts["requests"] >= 4 * 10, "too few requests were generated to mean anything"
     assert not failures, f"{len(failures)} failures; the first:\n" + "\n".join(failures[:3])
 
@@ -126,5 +126,5 @@ def test_stateful_sequences_follow_the_links(api):
                 raise
 
     Shop.run(settings=hypothesis.settings(max_examples=25, stateful_step_count=6, **BOUNDED))
-    print("\n" + summary(target, "stateful") + f", {counts['orders read back']} orders read back by link")
+    report("\n" + summary(target, "stateful") + f", {counts['orders read back']} orders read back by link")
     assert counts["requests"] >= 25
