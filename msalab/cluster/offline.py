@@ -414,10 +414,22 @@ def down() -> list[str]:
     for problem in netfilter.restore(netfilter_snapshot(), course_rule_markers()):
         print(f"[down] could not remove: {problem}", flush=True)
     bridge = spec()["network"]["bridge"]
+    _delete_pod_links(bridge)
     subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
     for folder in (KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT, home()):
         shutil.rmtree(folder, ignore_errors=True)
     return done
+
+
+def _delete_pod_links(bridge: str) -> None:
+    """The host ends of the pods' veth pairs, on the course's bridge. Deleting a pod's network
+    namespace usually takes its pair with it, but the kernel frees a namespace only when the
+    last reference to it goes, which can be long after the processes in it have ended; the
+    pair then outlives the cluster. Deleting the host end removes both ends at once."""
+    ports = subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True).stdout
+    for line in ports.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        subprocess.run(["ip", "link", "delete", name], capture_output=True)
 
 
 def _unmount_under(*roots: Path) -> None:
