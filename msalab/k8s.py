@@ -161,6 +161,25 @@ class Cluster:
         what metrics-server reads), through the API server's node proxy."""
         return self.core.connect_get_node_proxy_with_path(self.node_name(), path)
 
+    def cadvisor_by_pod(self, namespace: str, metric: str, pod: str | None = None) -> dict[str, tuple[float, float | None]]:
+        """cAdvisor's `metric` for each pod of `namespace` (or just `pod`), from the pod's own
+        cgroup, which holds all its containers: pod -> (value, when cAdvisor measured it).
+
+        The kubelet labels two series per pod with container="": the pod's cgroup
+        (/kubepods/.../pod<UID>) and its sandbox's (the pause container, one level below).
+        Only the first is the whole pod; the `id` label tells them apart."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        found = {}
+        for family in text_string_to_metric_families(self.kubelet_metrics("metrics/cadvisor")):
+            for sample in family.samples:
+                labels = sample.labels
+                if (sample.name in (metric, metric + "_total") and labels.get("namespace") == namespace
+                        and labels.get("container") == "" and labels.get("id", "").rsplit("/", 1)[-1].startswith("pod")
+                        and (pod is None or labels.get("pod") == pod)):
+                    found[labels["pod"]] = (sample.value, float(sample.timestamp) if sample.timestamp else None)
+        return found
+
     def resource_usage(self, kind: str, namespace: str | None = None) -> dict[str, tuple[float, float]]:
         """metrics-server's view (`kubectl top`): name -> (CPU millicores, memory MiB) for
         kind "nodes" or "pods" (pods: summed over their containers)."""
