@@ -81,3 +81,38 @@ def test_restore_removes_exactly_what_the_cluster_added(tmp_path):
     assert other in after_v4
     assert not [line for line in after_v4 if "KUBE-" in line or "CNI-abc123" in line or "msalab" in line]
     assert outcome["after"]["ipv6"] == outcome["before"]["ipv6"]  # ip6 filter and mangle gone again
+
+
+UNSAVED_FAMILY = textwrap.dedent("""
+    import json, subprocess, sys
+    from pathlib import Path
+    from msalab.cluster import netfilter
+
+    snapshot = Path(sys.argv[1])
+    subprocess.run(["ip6tables", "-N", "KUBE-OTHER"], check=True)  # there before up, of another program
+    # A snapshot whose ip6tables-save failed: the family is unknown, not empty.
+    snapshot.write_text(json.dumps({"ipv4": netfilter.dump("ipv4"), "ipv6": None}))
+    subprocess.run(["iptables", "-N", "KUBE-FIREWALL"], check=True)
+    problems = netfilter.restore(snapshot, ("msalab",))
+    print(json.dumps({"v4": netfilter.dump("ipv4"), "v6": netfilter.dump("ipv6"), "problems": problems}))
+""")
+
+
+@needs_root_iptables
+def test_a_family_that_could_not_be_saved_is_left_alone(tmp_path):
+    """Taking a failed save for "no rules" would make every KUBE-* chain look new, and delete it."""
+    import json
+
+    netns = f"msalab-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        result = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", UNSAVED_FAMILY,
+                                 str(tmp_path / "before.json")], capture_output=True, text=True,
+                                env={**os.environ, "PYTHONPATH": str(paths.REPO)}, timeout=60)
+    finally:
+        subprocess.run(["ip", "netns", "delete", netns], check=True)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert "KUBE-FIREWALL" not in outcome["v4"]  # the saved family is restored
+    assert ":KUBE-OTHER" in outcome["v6"]  # the unsaved one is not touched
+    assert any("ipv6" in problem and "left as they are" in problem for problem in outcome["problems"])

@@ -39,6 +39,16 @@ def dump(family: str) -> str:
     return subprocess.run([save], capture_output=True, text=True).stdout
 
 
+def _snapshot_of(family: str) -> str | None:
+    """The family's rules for the snapshot, or None if its save command failed: "no rules"
+    would make every KUBE-*/CNI-* rule already there look new, and `down` would delete it."""
+    save = FAMILIES[family][0]
+    if shutil.which(save) is None:
+        return ""
+    result = subprocess.run([save], capture_output=True, text=True)
+    return result.stdout if result.returncode == 0 else None
+
+
 def parse(text: str) -> dict[str, Table]:
     tables: dict[str, Table] = {}
     current = None
@@ -64,7 +74,9 @@ def save_snapshot(path: Path) -> None:
     of a half-started cluster must not forget what the machine had before the first)."""
     if path.exists():
         return
-    path.write_text(json.dumps({family: dump(family) for family in FAMILIES}))
+    partial = path.with_suffix(".partial")  # a snapshot is whole or absent, never cut short
+    partial.write_text(json.dumps({family: _snapshot_of(family) for family in FAMILIES}))
+    partial.rename(path)
 
 
 # -- on down -------------------------------------------------------------------------------------
@@ -98,11 +110,15 @@ def _is_empty(table: Table) -> bool:
 def restore(snapshot_path: Path, course_markers: tuple[str, ...]) -> list[str]:
     """Remove what the cluster added since the snapshot. Returns what could not be removed."""
     if not snapshot_path.exists():
-        return []
+        return ["no snapshot of the rules from before `up`: iptables and ip6tables left as they are "
+                "(compare iptables-save with what you expect; KUBE-*/CNI-* chains are the cluster's)"]
     before = json.loads(snapshot_path.read_text())
     problems = []
     for family, (_, restore_cmd, nft_family) in FAMILIES.items():
         if shutil.which(restore_cmd) is None:
+            continue
+        if before.get(family) is None:
+            problems.append(f"{family}: its rules could not be saved before `up`, so they are left as they are")
             continue
         old, now = parse(before.get(family, "")), parse(dump(family))
         for name, table in now.items():

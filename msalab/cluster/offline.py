@@ -411,8 +411,9 @@ def down() -> list[str]:
         subprocess.run(["ip", "netns", "delete", netns.name], capture_output=True)
     # Exactly the rules and chains the cluster added since `up` (KUBE-*, CNI-*, the bridge's
     # FORWARD rules), in both families; what was there before stays.
-    for problem in netfilter.restore(netfilter_snapshot(), course_rule_markers()):
-        print(f"[down] could not remove: {problem}", flush=True)
+    if netfilter_snapshot().exists() or (home() / "pki").exists():  # an offline cluster was set up here
+        for problem in netfilter.restore(netfilter_snapshot(), course_rule_markers()):
+            print(f"[down] could not remove: {problem}", flush=True)
     bridge = spec()["network"]["bridge"]
     _delete_pod_links(bridge)
     subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
