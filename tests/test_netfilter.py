@@ -58,20 +58,26 @@ SCENARIO = textwrap.dedent("""
 """)
 
 
-@needs_root_iptables
-def test_restore_removes_exactly_what_the_cluster_added(tmp_path):
+def run_in_own_netns(script: str, tmp_path) -> dict:
+    """Run `script` inside a network namespace made for it (its iptables start empty and are
+    gone with it); the script prints its outcome as JSON."""
     import json
 
     netns = f"msalab-test-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", netns], check=True)
     try:
-        result = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", SCENARIO,
+        result = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", script,
                                  str(tmp_path / "before.json")], capture_output=True, text=True,
                                 env={**os.environ, "PYTHONPATH": str(paths.REPO)}, timeout=60)
     finally:
         subprocess.run(["ip", "netns", "delete", netns], check=True)
     assert result.returncode == 0, result.stderr
-    outcome = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+@needs_root_iptables
+def test_restore_removes_exactly_what_the_cluster_added(tmp_path):
+    outcome = run_in_own_netns(SCENARIO, tmp_path)
     assert outcome["problems"] == []
     after_v4 = outcome["after"]["ipv4"]
     # Everything that was there before is still there, in the same order ...
@@ -101,18 +107,7 @@ UNSAVED_FAMILY = textwrap.dedent("""
 @needs_root_iptables
 def test_a_family_that_could_not_be_saved_is_left_alone(tmp_path):
     """Taking a failed save for "no rules" would make every KUBE-* chain look new, and delete it."""
-    import json
-
-    netns = f"msalab-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", netns], check=True)
-    try:
-        result = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", UNSAVED_FAMILY,
-                                 str(tmp_path / "before.json")], capture_output=True, text=True,
-                                env={**os.environ, "PYTHONPATH": str(paths.REPO)}, timeout=60)
-    finally:
-        subprocess.run(["ip", "netns", "delete", netns], check=True)
-    assert result.returncode == 0, result.stderr
-    outcome = json.loads(result.stdout)
+    outcome = run_in_own_netns(UNSAVED_FAMILY, tmp_path)
     assert "KUBE-FIREWALL" not in outcome["v4"]  # the saved family is restored
     assert ":KUBE-OTHER" in outcome["v6"]  # the unsaved one is not touched
     assert any("ipv6" in problem and "left as they are" in problem for problem in outcome["problems"])
