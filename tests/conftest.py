@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -94,4 +95,14 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("measured in this run")
         for line in MEASURED:
             terminalreporter.write_line(line)
+
+
+def wait_until(condition, timeout_s: float = 15, every_s: float = 0.1) -> bool:
+    """Poll `condition` until it holds or `timeout_s` passes; its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every_s)
+    return bool(condition())
 

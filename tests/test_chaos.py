@@ -14,18 +14,10 @@ import psutil
 import pytest
 
 import ledger
-from conftest import TEST_ENV, report
+from conftest import TEST_ENV, report, wait_until
 from msalab import ports, procs, shop
 from msalab.shop import ShopClient
 
-
-def wait_until(condition, timeout_s: float = 10) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def is_zombie_or_gone(pid: int) -> str:

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import start_microservices, start_monolith
+from conftest import start_microservices, start_monolith, wait_until
 from msalab.shop import ShopClient
 
-
-def wait_until(condition, timeout_s: float = 15) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture(params=["monolith", "microservices"])

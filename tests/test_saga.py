@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 import ledger
-from conftest import TEST_ENV, as_orders, start_microservices
+from conftest import TEST_ENV, as_orders, start_microservices, wait_until
 from msalab import ports, shop
 from msalab.shop import ShopClient
 
@@ -22,14 +22,6 @@ PRODUCTS, STOCK = int(TEST_ENV["SHOP_PRODUCT_COUNT"]), int(TEST_ENV["SHOP_INITIA
 EAGER_RECOVERY = {**TEST_ENV, "SHOP_RECOVERY_AGE_S": "1", "SHOP_RECOVERY_INTERVAL_S": "0.2"}
 SLOW_PAYMENTS_MS = 2500  # longer than the recovery age, shorter than the services' 5 s timeout
 
-
-def wait_until(condition, timeout_s: float = 15) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 @pytest.fixture(params=["monolith", "microservices"])
