@@ -168,17 +168,12 @@ class Cluster:
         The kubelet labels two series per pod with container="": the pod's cgroup
         (/kubepods/.../pod<UID>) and its sandbox's (the pause container, one level below).
         Only the first is the whole pod; the `id` label tells them apart."""
-        from prometheus_client.parser import text_string_to_metric_families
+        from . import promtext
 
-        found = {}
-        for family in text_string_to_metric_families(self.kubelet_metrics("metrics/cadvisor")):
-            for sample in family.samples:
-                labels = sample.labels
-                if (sample.name in (metric, metric + "_total") and labels.get("namespace") == namespace
-                        and labels.get("container") == "" and labels.get("id", "").rsplit("/", 1)[-1].startswith("pod")
-                        and (pod is None or labels.get("pod") == pod)):
-                    found[labels["pod"]] = (sample.value, float(sample.timestamp) if sample.timestamp else None)
-        return found
+        text = self.kubelet_metrics("metrics/cadvisor")
+        return {labels["pod"]: (value, stamp)
+                for labels, value, stamp in promtext.points(text, metric, namespace=namespace, container="")
+                if labels.get("id", "").rsplit("/", 1)[-1].startswith("pod") and (pod is None or labels.get("pod") == pod)}
 
     def resource_usage(self, kind: str, namespace: str | None = None) -> dict[str, tuple[float, float]]:
         """metrics-server's view (`kubectl top`): name -> (CPU millicores, memory MiB) for

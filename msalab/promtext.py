@@ -12,14 +12,17 @@ def _named(sample_name: str, name: str) -> bool:
     return sample_name == name or sample_name == name + "_total"
 
 
+def points(text: str, name: str, **match: str) -> list[tuple[dict, float, float | None]]:
+    """(labels, value, timestamp in seconds or None) of every sample called `name` whose
+    labels include `match`."""
+    return [(sample.labels, sample.value, float(sample.timestamp) if sample.timestamp is not None else None)
+            for family in text_string_to_metric_families(text) for sample in family.samples
+            if _named(sample.name, name) and all(sample.labels.get(k) == v for k, v in match.items())]
+
+
 def samples(text: str, name: str, **match: str) -> list[tuple[dict, float]]:
     """(labels, value) of every sample called `name` whose labels include `match`."""
-    found = []
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if _named(sample.name, name) and all(sample.labels.get(k) == v for k, v in match.items()):
-                found.append((sample.labels, sample.value))
-    return found
+    return [(labels, value) for labels, value, _ in points(text, name, **match)]
 
 
 def total(text: str, name: str, **match: str) -> float:
@@ -31,7 +34,6 @@ def total_at(text: str, name: str, **match: str) -> tuple[float, float | None]:
     """The sum of the matching samples, and when they were measured (the newest sample
     timestamp, in seconds; None when the endpoint gives none). cAdvisor refreshes its counters
     every 10 s or so: a rate must be taken between two measurements, not two reads."""
-    found = [s for family in text_string_to_metric_families(text) for s in family.samples
-             if _named(s.name, name) and all(s.labels.get(k) == v for k, v in match.items())]
-    stamps = [float(s.timestamp) for s in found if s.timestamp is not None]
-    return sum(s.value for s in found), max(stamps) if stamps else None
+    found = points(text, name, **match)
+    stamps = [stamp for _, _, stamp in found if stamp is not None]
+    return sum(value for _, value, _ in found), max(stamps) if stamps else None
