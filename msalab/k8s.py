@@ -175,6 +175,23 @@ class Cluster:
                 for labels, value, stamp in promtext.points(text, metric, namespace=namespace, container="")
                 if labels.get("id", "").rsplit("/", 1)[-1].startswith("pod") and (pod is None or labels.get("pod") == pod)}
 
+    def pod_memory_mib(self, namespace: str, timeout_s: float = 90) -> dict[str, float]:
+        """Each running pod's working-set memory (MiB) as cAdvisor measures it from the pod's
+        cgroup. A new pod's cgroup shows up in cAdvisor with 0 bytes: it was read when the
+        sandbox started, before the app joined it, and stays 0 until the next housekeeping
+        round (about 10 s later). So wait until every running pod has a measurement above 0."""
+        def measured():
+            running = {p.metadata.name for p in self.core.list_namespaced_pod(namespace).items
+                       if p.status.phase == "Running" and p.metadata.deletion_timestamp is None}
+            memory = {pod: value / 2**20 for pod, (value, _) in
+                      self.cadvisor_by_pod(namespace, "container_memory_working_set_bytes").items() if pod in running}
+            return memory if running and memory.keys() == running and all(memory.values()) else None
+
+        self.wait_until(lambda: measured() is not None,
+                        f"cAdvisor to measure every running pod of {namespace} (a new pod reads 0 until then)",
+                        timeout_s, every_s=2)
+        return measured() or {}
+
     def resource_usage(self, kind: str, namespace: str | None = None) -> dict[str, tuple[float, float]]:
         """metrics-server's view (`kubectl top`): name -> (CPU millicores, memory MiB) for
         kind "nodes" or "pods" (pods: summed over their containers)."""

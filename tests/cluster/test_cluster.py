@@ -124,6 +124,20 @@ def test_kubectl_top_pods(cluster, shop_ns):
     assert row.split()[1].endswith("m") and row.split()[2].endswith("Mi")
 
 
+
+def test_cadvisor_measures_a_new_pod_not_its_empty_cgroup(cluster, shop_ns):
+    """A new pod's cgroup first reads 0 bytes in cAdvisor (Lab III.6 once took that for a
+    measurement): pod_memory_mib waits for the real one, for the new pod as for the old."""
+    old = cluster.pods(shop_ns, "inventory")[0].metadata.name
+    cluster.core.delete_namespaced_pod(old, shop_ns, grace_period_seconds=0)
+    cluster.wait_until(lambda: any(p.metadata.name != old and p.status.phase == "Running"
+                                   for p in cluster.pods(shop_ns, "inventory")), "a new inventory pod", 90)
+    memory = cluster.pod_memory_mib(shop_ns)
+    new = next(p.metadata.name for p in cluster.pods(shop_ns, "inventory") if p.metadata.name != old)
+    assert new in memory and old not in memory, memory
+    assert len(memory) == 5 and all(20 < mib < 160 for mib in memory.values()), memory
+
+
 HPA = """
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
