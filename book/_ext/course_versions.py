@@ -1,0 +1,47 @@
+"""Sphinx extension: the version numbers the book prints come from versions.yaml.
+
+Pages write {{ kubernetes }} (or {{ kubernetes_minor }}) and the MyST substitution extension
+fills in the pinned value at build time, so the text and the pins cannot drift apart.
+tests/test_book_versions.py checks the numbers the book still writes by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+VERSIONS = Path(__file__).resolve().parents[2] / "versions.yaml"
+
+
+def substitutions(pins: dict) -> dict[str, str]:
+    """Name -> version as the book prints it (no leading v; *_minor is MAJOR.MINOR)."""
+    cluster = pins["cluster"]
+    found = {
+        "kubernetes": cluster["kubernetes"]["version"],
+        "containerd": cluster["containerd"]["version"],
+        "runc": cluster["runc"]["version"],
+        "etcd": cluster["etcd"]["version"],
+        "coredns": cluster["coredns"]["version"],
+        "metrics_server": cluster["metrics-server"]["version"],
+        "contour": cluster["contour"]["version"],
+        "gateway_api": cluster["gateway-api"]["version"],
+        "envoy": cluster["envoy"]["pypi"].split("==")[1],
+        "kind": cluster["kind"]["version"],
+        "kind_node": cluster["kind"]["node_image"].split(":")[1].split("@")[0],
+        "python": pins["python"],
+    }
+    found = {name: version.lstrip("v") for name, version in found.items()}
+    for name in ("kubernetes", "containerd", "gateway_api", "kind_node"):
+        found[f"{name}_minor"] = ".".join(found[name].split(".")[:2])
+    return found
+
+
+def _add_substitutions(app, config) -> None:
+    pins = yaml.safe_load(VERSIONS.read_text())
+    config.myst_substitutions = {**substitutions(pins), **(config.myst_substitutions or {})}
+
+
+def setup(app):
+    app.connect("config-inited", _add_substitutions)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
