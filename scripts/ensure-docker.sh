@@ -18,10 +18,10 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-# Docker, the offline image base (debootstrap), the offline cluster's runtime (containerd,
-# runc and CNI plugins come with or beside docker.io; nft removes the empty tables the
-# kubelet creates) and the benchmark load generator.
-packages="docker.io debootstrap iptables nftables iproute2 wrk containernetworking-plugins"
+# Docker, the offline image base (debootstrap), the offline cluster's CNI plugins and what
+# its runc build needs (gcc, libseccomp-dev: containerd and runc are built from Go modules),
+# nft (removes the empty tables the kubelet creates) and the benchmark load generator.
+packages="docker.io debootstrap iptables nftables iproute2 wrk containernetworking-plugins gcc libseccomp-dev"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -16,15 +16,6 @@ from pathlib import Path
 from .. import paths
 from ..errors import LabError
 
-K8S_STAGING = (
-    "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider cluster-bootstrap "
-    "code-generator component-base component-helpers controller-manager cri-api cri-client csi-translation-lib "
-    "dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy "
-    "kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin "
-    "sample-controller"
-).split()
-
-
 def build_root(name: str, version: str) -> Path:
     return paths.cache_dir() / "go" / f"{name}-{version}"
 
@@ -33,10 +24,28 @@ def is_built(name: str, version: str) -> bool:
     return (build_root(name, version) / "complete").exists()
 
 
+def minimum_go() -> str:
+    """The oldest Go that builds every pinned component (the newest `go` line of their go.mod)."""
+    return paths.versions()["go"]
+
+
+def require_go() -> None:
+    """Say so before a long build fails halfway on a toolchain that is too old."""
+    result = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, env=_go_env())
+    have = result.stdout.strip().removeprefix("go")
+
+    def numbers(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split("rc")[0].split("beta")[0].split(".") if part.isdigit())
+
+    if numbers(have) < numbers(minimum_go()):
+        raise LabError(f"Go {have} is too old: the pinned Kubernetes and containerd need Go {minimum_go()} or newer",
+                       f"install Go {minimum_go()} or newer (https://go.dev/dl/), or use --provider kind")
+
+
 def _go_env(**extra: str) -> dict:
     if shutil.which("go") is None:
         raise LabError("the Go toolchain is not installed (offline mode builds Kubernetes from source)",
-                       "install Go 1.24 or newer, or use --provider kind")
+                       f"install Go {minimum_go()} or newer, or use --provider kind")
     # Static binaries (they go into FROM-scratch images); never download another toolchain.
     env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", **extra}
     return {k: v for k, v in env.items() if v != ""}
@@ -87,17 +96,18 @@ def _finish(name: str, version: str, started: float) -> Path:
 def build_kubernetes(version: str, staging_version: str, commands: list[str]) -> Path:
     """All Kubernetes commands in one `go build`, so shared packages compile once.
 
-    k8s.io/kubernetes cannot be `go install`ed: its go.mod points its 31 staging modules at
+    k8s.io/kubernetes cannot be `go install`ed: its go.mod points its staging modules at
     local folders. A wrapper module requires it and maps each staging module to its
     published v0.x release, the pattern Kubernetes' own reference-docs use."""
     name = "kubernetes"
     if is_built(name, version):
         return build_root(name, version) / "bin"
     started, root = time.monotonic(), build_root(name, version)
-    replaces = "\n".join(f"\tk8s.io/{m} => k8s.io/{m} {staging_version}" for m in K8S_STAGING)
+    staging, godebug = _kubernetes_staging(version)
+    replaces = "\n".join(f"\tk8s.io/{m} => k8s.io/{m} {staging_version}" for m in staging)
     # godebug: the kubernetes module's own settings, ignored when it is a dependency.
     src = _write_module(root, "msalab.local/kubernetes-build",
-                        f"godebug default=go1.24\n\nrequire k8s.io/kubernetes {version}\n\nreplace (\n{replaces}\n)\n")
+                        f"{godebug}\n\nrequire k8s.io/kubernetes {version}\n\nreplace (\n{replaces}\n)\n")
     major, minor = version.lstrip("v").split(".")[:2]
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     ldflags = ["-s", "-w"]
@@ -117,6 +127,25 @@ def build_kubernetes(version: str, staging_version: str, commands: list[str]) ->
     _run_go(["build", "-v", "-trimpath", "-tags", "selinux,notest", "-ldflags", " ".join(ldflags),
              "-o", str(root / "bin") + "/", *targets], src, "kubernetes", total)
     return _finish(name, version, started)
+
+
+def _kubernetes_staging(version: str) -> tuple[list[str], str]:
+    """The staging modules k8s.io/kubernetes `version` requires (each minor adds some: 31 in
+    1.33, 33 in 1.36), and its godebug line, read from its own go.mod."""
+    result = subprocess.run(["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
+                            capture_output=True, text=True, env=_go_env(GOFLAGS=""))
+    if result.returncode != 0:
+        raise LabError(f"cannot download k8s.io/kubernetes {version}: {(result.stdout + result.stderr)[-300:]}",
+                       "check that the Go module proxy is reachable (go env GOPROXY)")
+    go_mod = json.loads(subprocess.run(["go", "mod", "edit", "-json", json.loads(result.stdout)["GoMod"]],
+                                       capture_output=True, text=True, check=True, env=_go_env()).stdout)
+    required = {r["Path"] for r in go_mod.get("Require") or []}
+    # Only the required ones: a replace names a version the proxy must then serve, and some
+    # staging modules (sample-cli-plugin) are replaced but never required, and not served.
+    staging = sorted(r["Old"]["Path"].removeprefix("k8s.io/") for r in go_mod.get("Replace") or []
+                     if r["New"]["Path"].startswith("./staging/") and r["Old"]["Path"] in required)
+    godebug = "\n".join(f"godebug {d['Key']}={d['Value']}" for d in go_mod.get("GoDebug") or [])
+    return staging, godebug
 
 
 def build_etcd(version: str, nice: int = 0) -> Path:
@@ -153,6 +182,25 @@ def go_install(name: str, package: str, version: str, flags: tuple[str, ...] = (
     bin_dir = build_root(name, version) / "bin"
     args = ["install", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), *flags, f"{package}@{version}"]
     return _simple_build(name, version, args, nice=nice, GOBIN=str(bin_dir), GOFLAGS="")
+
+
+def build_containerd(version: str) -> Path:
+    """containerd, its runc shim and ctr: one `go install` of three commands of one module.
+    Static (no cgo): the btrfs and other cgo-only snapshotters are left out; overlayfs is in."""
+    module = "github.com/containerd/containerd/v2"
+    packages = [f"{module}/cmd/{c}@{version}" for c in ("containerd", "containerd-shim-runc-v2", "ctr")]
+    bin_dir = build_root("containerd", version) / "bin"
+    args = ["install", "-trimpath", "-ldflags", f"-s -w -X {module}/version.Version={version}", *packages]
+    return _simple_build("containerd", version, args, GOBIN=str(bin_dir), GOFLAGS="")
+
+
+def build_runc(version: str) -> Path:
+    """runc with seccomp, as its Makefile builds it: that needs cgo and libseccomp (the only
+    component linked dynamically; it runs on the host, never in an image)."""
+    bin_dir = build_root("runc", version) / "bin"
+    args = ["install", "-trimpath", "-tags", "seccomp urfave_cli_no_docs",
+            "-ldflags", f"-s -w -X main.version={version.lstrip('v')}", f"github.com/opencontainers/runc@{version}"]
+    return _simple_build("runc", version, args, GOBIN=str(bin_dir), GOFLAGS="", CGO_ENABLED="1")
 
 
 def download_module(module: str, version: str) -> Path:

@@ -1,7 +1,7 @@
 """The offline provider: a real single-node Kubernetes run as host processes, like
 Kubernetes' own hack/local-up-cluster.sh, from components built from package registries.
 
-containerd, runc and the CNI plugins come from Debian; etcd, the Kubernetes components,
+The CNI plugins come from Debian; containerd 2, runc, etcd, the Kubernetes components,
 CoreDNS, metrics-server and the pause binary are built from the Go module proxy
 (gobuild.py); their images are built here and imported into containerd.
 """
@@ -73,10 +73,16 @@ def preflight() -> None:
                        "sudo -E make cluster, or use kind: python -m msalab cluster up --provider kind")
     if not Path("/sys/fs/cgroup/memory").is_dir() and not Path("/sys/fs/cgroup/cgroup.controllers").exists():
         raise LabError("no usable cgroup hierarchy at /sys/fs/cgroup", "use kind: --provider kind")
-    missing = [tool for tool in ("containerd", "runc", "ctr", "iptables", "ip", "docker") if not shutil.which(tool)]
-    if missing or not Path("/usr/lib/cni/bridge").exists():
-        raise LabError(f"missing host tools: {', '.join(missing) or 'CNI plugins'}",
-                       "apt-get install containerd runc containernetworking-plugins iptables docker.io "
+    # containerd and runc are built here (gobuild), at the versions the kubelet is tested with;
+    # runc links libseccomp, so its build needs a C compiler and the library's headers.
+    missing = [tool for tool in ("iptables", "ip", "docker", "gcc") if not shutil.which(tool)]
+    if not Path("/usr/lib/cni/bridge").exists():
+        missing.append("CNI plugins")
+    if not Path("/usr/include/seccomp.h").exists():
+        missing.append("libseccomp headers")
+    if missing:
+        raise LabError(f"missing host tools: {', '.join(missing)}",
+                       "apt-get install containernetworking-plugins iptables docker.io gcc libseccomp-dev "
                        "(make setup does it)")
     ours = _running()
     busy = [f"{port} (for {name}; used by {who_uses(port)})" for port, name in PORTS.items()
@@ -92,10 +98,13 @@ def build_all() -> dict[str, Path]:
     s = spec()
     k8s = s["kubernetes"]
     print("[build] components from the Go module proxy (cached by version)", flush=True)
+    gobuild.require_go()
     bins = {"kubernetes": gobuild.build_kubernetes(k8s["version"], k8s["staging_version"], k8s["commands"]),
             "etcd": gobuild.build_etcd(s["etcd"]["version"])}
     for name in ("coredns", "metrics-server"):
         bins[name] = gobuild.go_install(name, s[name]["module"], s[name]["version"])
+    bins["containerd"] = gobuild.build_containerd(s["containerd"]["version"])
+    bins["runc"] = gobuild.build_runc(s["runc"]["version"])
     bins["pause"] = gobuild.build_local("pause", paths.REPO / "cluster" / "images" / "pause", "1")
     return bins
 
@@ -113,11 +122,11 @@ def build_images(bins: dict[str, Path]) -> list[str]:
     return list(wanted)
 
 
-def import_images(images: list[str]) -> None:
+def import_images(images: list[str], ctr: Path) -> None:
     """docker save | ctr import: the k3s air-gap idea, so pods never pull."""
     for image in images:
         save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-        result = subprocess.run(["ctr", "--address", str(CONTAINERD_SOCKET), "-n", "k8s.io", "images", "import", "-"],
+        result = subprocess.run([str(ctr), "--address", str(CONTAINERD_SOCKET), "-n", "k8s.io", "images", "import", "-"],
                                 stdin=save.stdout, capture_output=True, text=True)
         save.wait()
         if result.returncode != 0:
@@ -143,7 +152,7 @@ def _kubeconfig(path: Path, ca: Path, cert: Path, key: Path, user: str) -> Path:
     return path
 
 
-def write_config() -> dict:
+def write_config(bins: dict[str, Path]) -> dict:
     net = spec()["network"]
     pki_dir = home() / "pki"
     pki_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +179,7 @@ def write_config() -> dict:
     (home() / "cni" / "net.d").mkdir(parents=True, exist_ok=True)
     resolv = home() / "resolv.conf"
     resolv.write_text("# pods with dnsPolicy Default: no upstream resolver on this machine\nnameserver 127.0.0.1\n")
-    values = {**net, "ca": ca[0], "containerd_root": CONTAINERD_ROOT, "containerd_state": CONTAINERD_STATE,
+    values = {**net, "ca": ca[0], "runc": bins["runc"] / "runc", "containerd_root": CONTAINERD_ROOT, "containerd_state": CONTAINERD_STATE,
               "containerd_socket": CONTAINERD_SOCKET, "pause_image": spec()["pause"]["image"],
               "cni_conf_dir": home() / "cni" / "net.d", "ipam_dir": home() / "cni" / "ipam",
               "resolv_conf": resolv, "kubeconfig": kubeconfigs["kube-proxy"], "node_name": NODE}
@@ -186,7 +195,7 @@ def commands(bins: dict[str, Path], cfg: dict) -> dict[str, list[str]]:
     k8s, net, certs, ca = bins["kubernetes"], cfg["net"], cfg["certs"], cfg["ca"][0]
     kc = cfg["kubeconfigs"]
     return {
-        "containerd": ["containerd", "--config", str(home() / "containerd.toml")],
+        "containerd": [str(bins["containerd"] / "containerd"), "--config", str(home() / "containerd.toml")],
         "etcd": [str(bins["etcd"] / "etcd"), "--data-dir", str(home() / "etcd"), "--name", NODE,
                  "--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
                  "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
@@ -250,13 +259,14 @@ def _running() -> dict[str, int]:
     return alive
 
 
-def _start(name: str, command: list[str]) -> None:
+def _start(name: str, command: list[str], **env: str) -> None:
     if name in _running():
         return
     logs = home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **env})
     (_pid_dir() / f"{name}.pid").write_text(str(proc.pid))
 
 
@@ -334,13 +344,14 @@ def up(extra_images: list[str]) -> None:
     images = build_images(bins) + ingress.build_images(glibc_base) + extra_images
     home().mkdir(parents=True, exist_ok=True)
     netfilter.save_snapshot(netfilter_snapshot())  # before anything touches the rules
-    cfg = write_config()
+    cfg = write_config(bins)
     setup_bridge(cfg["net"])
     cmds = commands(bins, cfg)
     print("[start] host processes: " + ", ".join(START_ORDER), flush=True)
-    _start("containerd", cmds["containerd"])
+    # containerd starts each pod's shim by name from its PATH: ours first, not the host's.
+    _start("containerd", cmds["containerd"], PATH=f"{bins['containerd']}:{os.environ.get('PATH', '')}")
     _wait("containerd", CONTAINERD_SOCKET.exists, 30, "containerd")
-    import_images(images)
+    import_images(images, bins["containerd"] / "ctr")
     _start("etcd", cmds["etcd"])
     _start("kube-apiserver", cmds["kube-apiserver"])
     _wait("the API server", _apiserver_ready, 90, "kube-apiserver")
