@@ -16,6 +16,10 @@ from pathlib import Path
 from .. import paths
 from ..errors import LabError
 
+# The newest `go` directive among the pinned modules (Prometheus v0.316.0's go.mod). Builds
+# use the local toolchain only (GOTOOLCHAIN=local), so an older Go cannot build them.
+GO_NEEDED = "1.26.7"
+
 K8S_STAGING = (
     "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider cluster-bootstrap "
     "code-generator component-base component-helpers controller-manager cri-api cri-client csi-translation-lib "
@@ -35,8 +39,8 @@ def is_built(name: str, version: str) -> bool:
 
 def _go_env(**extra: str) -> dict:
     if shutil.which("go") is None:
-        raise LabError("the Go toolchain is not installed (offline mode builds Kubernetes from source)",
-                       "install Go 1.24 or newer, or use --provider kind")
+        raise LabError("the Go toolchain is not installed (the course builds its components from the Go module proxy)",
+                       f"install Go {GO_NEEDED} or newer (go.dev or your package manager)")
     # Static binaries (they go into FROM-scratch images); never download another toolchain.
     env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", **extra}
     return {k: v for k, v in env.items() if v != ""}
