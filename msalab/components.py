@@ -286,9 +286,11 @@ def image_for(name: str, offline: bool | None = None) -> tuple[str, str]:
     why = "" if offline else f" ({upstream} cannot be pulled)"
     if images.image_present(own):
         return own, f"present{why}"
+    from .cluster import gobuild
+
     if spec(name)["build"] != "envoy" and shutil.which("go") is None:
         raise LabError(f"no image for {name}{why}, and building {own} needs the Go toolchain",
-                       "install Go (1.26 or newer), then python -m msalab images build")
+                       f"install Go {gobuild.minimum_go()} or newer, then python -m msalab images build")
     try:
         build_image(name, offline)
     except LabError as error:

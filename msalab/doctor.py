@@ -41,11 +41,11 @@ def packages() -> Finding:
 
 def docker() -> Finding:
     if shutil.which("docker") is None:
-        return Finding(False, "Docker is not installed (needed to build images, Part III)",
+        return Finding(False, "Docker is not installed (needed from Part II on: its components run as containers)",
                        "make setup (installs docker.io on Debian/Ubuntu) or install Docker Desktop", blocking=False)
     probe = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
     if probe.returncode != 0:
-        return Finding(False, "Docker is installed but its engine is not running",
+        return Finding(False, "Docker is installed but its engine is not running (needed from Part II on)",
                        "make setup (starts dockerd on Linux) or start Docker Desktop", blocking=False)
     return Finding(True, f"Docker engine {probe.stdout.strip()} running", blocking=False)
 

@@ -22,8 +22,21 @@ def bars(values: dict[str, float], title: str, unit: str = "MiB", ax=None):
     ax.set_ylabel(unit)
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=20)
-    plt.tight_layout()
+    ax.figure.tight_layout()
     return ax
+
+
+# The first colours are the ones the labs' text refers to; more groups take evenly spaced
+# shades of a colour map (blues to greens for answers, reds for failures), never running out.
+_OK_COLOURS = ["#4c78a8", "#54a24b", "#f58518", "#b279a2", "#9d755d"]
+_FAILED_COLOURS = ["#e45756", "#9e1b32", "#ff9da6"]
+
+
+def _colours(count: int, first: list[str], colour_map: str, low: float, high: float) -> list:
+    if count <= len(first):
+        return first[:count]
+    shades = plt.get_cmap(colour_map)
+    return [shades(low + (high - low) * i / (count - 1)) for i in range(count)]
 
 
 def timeline(result: LoadResult, title: str, events: dict[str, float] | None = None,
@@ -38,23 +51,41 @@ def timeline(result: LoadResult, title: str, events: dict[str, float] | None = N
         else:
             key = "failed" if not fine else (s.upstream or "ok") if color_by == "upstream" else "ok"
         groups.setdefault(key, []).append(s)
-    palette = iter(["#4c78a8", "#54a24b", "#f58518", "#b279a2", "#9d755d"])
-    reds = iter(["#e45756", "#9e1b32", "#ff9da6"])
+    failed = sorted(key for key in groups if key.endswith("failed"))
+    fine = sorted(key for key in groups if key not in failed)
+    colour = dict(zip(fine, _colours(len(fine), _OK_COLOURS, "viridis", 0.1, 0.85)))
+    colour |= dict(zip(failed, _colours(len(failed), _FAILED_COLOURS, "Reds", 0.45, 0.95)))
     for key, samples in sorted(groups.items()):
-        failed = key.endswith("failed")
-        ax.scatter([s.t for s in samples], [max(s.ms, 0.1) for s in samples], s=14 if failed else 8,
-                   marker="x" if failed else "o", color=next(reds) if failed else next(palette),
-                   label=f"{key} ({len(samples)})")
-    for label, t in (events or {}).items():
-        ax.axvline(t, color="grey", linestyle="--")
-        ax.text(t, ax.get_ylim()[1], f" {label}", va="top", fontsize=8)
+        ax.scatter([s.t for s in samples], [max(s.ms, 0.1) for s in samples], s=14 if key in failed else 8,
+                   marker="x" if key in failed else "o", color=colour[key], label=f"{key} ({len(samples)})")
     _log_scale(ax.yaxis)
+    for t in (events or {}).values():
+        ax.axvline(t, color="grey", linestyle="--")
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("latency (ms)")
     ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
-    plt.tight_layout()
+    # Beside the axes, not on them: with many groups a legend inside would hide dots and labels.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, borderaxespad=0)
+    ax.figure.tight_layout()
+    _label_events(ax, events or {})
     return ax
+
+
+def _label_events(ax, events: dict[str, float]) -> None:
+    """Each event's label at the top of its line, in axes coordinates so that it stays there
+    whatever the y scale and limits. A label that would overlap an earlier one goes one row
+    lower; one that would run past the right edge is written on the left of its line."""
+    frame = ax.get_window_extent()
+    placed = []
+    for label, t in sorted(events.items(), key=lambda event: event[1]):
+        text = ax.text(t, 0.98, f" {label} ", transform=ax.get_xaxis_transform(), va="top", fontsize=8,
+                       bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
+        if text.get_window_extent().x1 > frame.x1:
+            text.set_horizontalalignment("right")
+        row_height = text.get_window_extent().height / frame.height + 0.01
+        while any(text.get_window_extent().overlaps(other) for other in placed) and text.get_position()[1] > 0.3:
+            text.set_y(text.get_position()[1] - row_height)
+        placed.append(text.get_window_extent())
 
 
 def latency_cdf(series: dict[str, list[float]], title: str, ax=None):
@@ -69,7 +100,7 @@ def latency_cdf(series: dict[str, list[float]], title: str, ax=None):
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    plt.tight_layout()
+    ax.figure.tight_layout()
     return ax
 
 
@@ -97,5 +128,5 @@ def waterfall(spans: list[dict], title: str, ax=None):
     ax.invert_yaxis()
     ax.set_xlabel("milliseconds since the trace started")
     ax.set_title(title)
-    plt.tight_layout()
+    ax.figure.tight_layout()
     return ax

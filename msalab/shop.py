@@ -13,10 +13,11 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
 import httpx
 
-from . import paths, ports
+from . import paths, ports, promtext
 from .errors import LabError
 from .procs import ServiceProcess, stop_all
 
@@ -264,6 +265,21 @@ class Microservices(Deployment):
                                "check that the new copies are running and ready")
             replies.append(reply)
         return replies
+
+    def served_by(self, service: str, call: Callable[[], object]) -> dict[str, int]:
+        """How many requests each running copy of `service` answered while call() ran, whoever
+        sent them (the gateway, orders): read from each copy's own /metrics before and after.
+        This is how a lab sees where orders' calls went, which no answer to the client shows.
+        Valid while nothing else sends requests to those copies."""
+        copies = [p.name for p in self.procs.values() if p.service == service and p.alive()]
+        before = {name: self._requests_answered(name) for name in copies}
+        call()
+        return {name: self._requests_answered(name) - before[name] for name in copies}
+
+    def _requests_answered(self, name: str) -> int:
+        # Health probes (a route switch probes readiness) and metrics reads are not traffic.
+        samples = promtext.samples(self.service_client(name).metrics(), "http_requests_total")
+        return int(sum(value for labels, value in samples if not labels["route"].startswith(("/health", "/metrics"))))
 
     def scale(self, service: str, copies: int, first_port: int = ports.CATALOG_COPIES) -> list[ServiceProcess]:
         """Run `copies` copies of one service behind the gateway; the others stay as they are."""

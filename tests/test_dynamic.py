@@ -61,10 +61,55 @@ def test_a_sale_reaches_the_running_catalog_and_orders_charge_it(dynamic_shop, e
         order = client.order({"p-0001": 2})
         assert order.status == 201, order
         assert order.body["total_cents"] == 2 * round(price * 0.75)
-        etcd.put("/shop/config/catalog/sale_percent", "not a number")  # ignored: back to the default
+        etcd.delete("/shop/config/catalog/sale_percent")  # no key: back to the default
         until(lambda: client.product("p-0001").body["price_cents"] == price, 2)
     finally:
         etcd.delete("/shop/config/catalog/sale_percent")
+
+
+def applied(service_client, revision: int) -> dict:
+    """The service's live config once it has applied `revision` (or a later one)."""
+    until(lambda: service_client.request("GET", "/admin/config").body["revision"] >= revision, 2)
+    return service_client.request("GET", "/admin/config").body
+
+
+def warnings_about(proc, key: str) -> list[dict]:
+    return [e for e in proc.log_entries() if e["level"] == "warning" and e.get("key") == key]
+
+
+@pytest.mark.parametrize("bad, reason", [("150", "not between 0 and 90"), ("not a number", "not a number")])
+def test_a_refused_value_keeps_the_last_good_one_and_says_why_in_the_log(dynamic_shop, etcd, bad, reason):
+    client, catalog = dynamic_shop.client, dynamic_shop.service_client("catalog")
+    price = client.product("p-0001").body["price_cents"]
+    etcd.put("/shop/config/catalog/sale_percent", "25")
+    try:
+        until(lambda: client.product("p-0001").body["price_cents"] == round(price * 0.75), 2)
+        config = applied(catalog, etcd.put("/shop/config/catalog/sale_percent", bad))
+        assert config["values"]["sale_percent"] == "25"
+        assert config["rejected"] == {"sale_percent": bad}
+        assert client.product("p-0001").body["price_cents"] == round(price * 0.75)
+        [warning] = [w for w in warnings_about(dynamic_shop["catalog"], "sale_percent") if w["value"] == bad]
+        assert warning["reason"] == reason and warning["kept"] == "25"
+        assert "sale_percent" in warning["msg"] and repr(bad) in warning["msg"] and reason in warning["msg"]
+        etcd.put("/shop/config/catalog/sale_percent", "10")  # a good value is taken again
+        until(lambda: client.product("p-0001").body["price_cents"] == round(price * 0.9), 2)
+        assert applied(catalog, 0)["rejected"] == {}
+    finally:
+        etcd.delete("/shop/config/catalog/sale_percent")
+
+
+def test_a_refused_log_level_leaves_every_service_on_the_last_good_one(dynamic_shop, etcd):
+    good = etcd.put("/shop/config/all/log_level", "INFO")
+    try:
+        for name in dynamic_shop.SERVICES:  # each has a last good value before the bad one comes
+            applied(dynamic_shop.service_client(name), good)
+        revision = etcd.put("/shop/config/all/log_level", "LOUD")
+        for name in dynamic_shop.SERVICES:
+            config = applied(dynamic_shop.service_client(name), revision)
+            assert config["values"]["log_level"] == "INFO", name
+            assert [w["value"] for w in warnings_about(dynamic_shop[name], "log_level")] == ["LOUD"], name
+    finally:
+        etcd.delete("/shop/config/all/log_level")
 
 
 def test_killed_instance_leaves_the_rotation_without_failed_requests(dynamic_shop, etcd):

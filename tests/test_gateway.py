@@ -42,6 +42,22 @@ def test_blue_green_switch_loses_no_request(microservices):
     microservices.procs.pop("catalog-green").stop()
 
 
+def test_a_rollback_to_blue_kept_running_moves_every_caller_back(microservices):
+    """Lab I.4's rollback: gateway and orders both follow the switch, and back again, as the
+    copies' own request counts show (an order's call to the catalog never reaches the client)."""
+    client, blue = microservices.client, microservices["catalog"]
+    green = microservices.start_copy("catalog", "catalog-green", ports.free_port(), version="green")
+    try:
+        microservices.route("catalog", green)
+        assert microservices.served_by("catalog", lambda: client.order({"p-0002": 1})) == {"catalog": 0, "catalog-green": 1}
+        microservices.route("catalog", blue)
+        assert microservices.served_by("catalog", lambda: client.order({"p-0002": 1})) == {"catalog": 1, "catalog-green": 0}
+        assert microservices.served_by("catalog", lambda: client.products(limit=3)) == {"catalog": 1, "catalog-green": 0}
+    finally:
+        microservices.route("catalog", blue)
+        microservices.procs.pop("catalog-green").stop()
+
+
 def test_copies_share_requests(microservices):
     copies = microservices.scale("catalog", 3, first_port=ports.free_port())
     result = [microservices.client.product("p-0001") for _ in range(30)]

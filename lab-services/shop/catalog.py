@@ -69,7 +69,7 @@ class Catalog:
     def _priced(self, product: dict) -> dict:
         """The product at today's price: a sale (live config) lowers price_cents, which
         orders then charge; list_price_cents keeps the normal price."""
-        sale = self.live.number("sale_percent", 0, 0, 90) if self.live else 0
+        sale = self.live.number("sale_percent", 0) if self.live else 0
         if not sale:
             return product
         return {**product, "price_cents": round(product["price_cents"] * (100 - sale) / 100),

@@ -2,7 +2,8 @@
 (SHOP_CONFIG_STORE, SHOP_REGISTRY); without them it runs on its static settings.
 
 Config store, under /shop/config/: `all/KEY` for every service, `SERVICE/KEY` for one (it
-wins). Keys read live: sale_percent (catalog prices), log_level (every service).
+wins). Keys read live: sale_percent (catalog prices), log_level (every service); a value
+that fails its check (CHECKS) is logged and refused, and the last good value stays.
 Registry, under /shop/services/SERVICE/INSTANCE = URL, with a lease: every service registers
 itself; callers (gateway, orders) watch it and balance over the instances it lists.
 """
@@ -26,13 +27,39 @@ CONFIG_PREFIX = "/shop/config/"
 SERVICES_PREFIX = "/shop/services/"
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _number_between(low: float, high: float):
+    def why_not(text: str) -> str | None:
+        try:
+            value = float(text)
+        except ValueError:
+            return "not a number"
+        return None if low <= value <= high else f"not between {low:g} and {high:g}"  # NaN fails both
+    return why_not
+
+
+def _log_level(text: str) -> str | None:
+    return None if text.upper() in LOG_LEVELS else f"not one of {', '.join(LOG_LEVELS)}"
+
+
+# Why a value of a key read live is refused (None: it is accepted). Other keys are kept as written.
+CHECKS = {"sale_percent": _number_between(0, 90), "log_level": _log_level}
+
+
 class LiveConfig:
-    """Values that may change while the service runs; read them at the moment of use."""
+    """Values that may change while the service runs; read them at the moment of use.
+
+    Every value is checked before it replaces the old one: a refused value leaves the last
+    good one in place (or the reader's default, if there was none) and is logged as a warning.
+    """
 
     def __init__(self, service: str) -> None:
         self.service = service
         self.source = "static settings"
         self.values: dict[str, str] = {}
+        self.rejected: dict[str, str] = {}  # key: the refused value in the store now
         self.revision = 0
         self.applied_at = time.time()
         self._lock = threading.Lock()
@@ -41,31 +68,47 @@ class LiveConfig:
         with self._lock:
             return self.values.get(key, default)
 
-    def number(self, key: str, default: float, low: float, high: float) -> float:
-        """A numeric value; one that is missing, malformed or out of range counts as the default."""
-        try:
-            value = float(self.get(key, default))
-        except (TypeError, ValueError):
-            return default
-        return value if low <= value <= high else default
+    def number(self, key: str, default: float) -> float:
+        """A numeric value (already checked when it was applied), or the default if none is set."""
+        value = self.get(key)
+        return default if value is None else float(value)
 
     def apply(self, stored: dict[str, str], revision: int) -> None:
         mine = {k.removeprefix(CONFIG_PREFIX + "all/"): v for k, v in stored.items() if k.startswith(CONFIG_PREFIX + "all/")}
         mine |= {k.removeprefix(f"{CONFIG_PREFIX}{self.service}/"): v for k, v in stored.items()
                  if k.startswith(f"{CONFIG_PREFIX}{self.service}/")}
+        accepted, rejected = self._checked(mine, revision)
         with self._lock:
-            changed = mine != self.values
-            self.values, self.revision, self.applied_at = mine, revision, time.time()
-        level = mine.get("log_level", "").upper()
-        if level in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            logging.getLogger().setLevel(level)
+            changed = accepted != self.values
+            self.values, self.rejected, self.revision, self.applied_at = accepted, rejected, revision, time.time()
+        if "log_level" in accepted:
+            logging.getLogger().setLevel(accepted["log_level"].upper())
         if changed:
-            log.info("live config applied", extra={"revision": revision, "values": mine})
+            log.info("live config applied", extra={"revision": revision, "values": accepted})
+
+    def _checked(self, wanted: dict[str, str], revision: int) -> tuple[dict[str, str], dict[str, str]]:
+        """(values to run with, refused values). Only the watch thread calls apply, so reading
+        self.values here without the lock sees the values it last set."""
+        accepted, rejected = {}, {}
+        for key, value in wanted.items():
+            reason = CHECKS[key](value) if key in CHECKS else None
+            if reason is None:
+                accepted[key] = value
+                continue
+            rejected[key] = value
+            if key in self.values:
+                accepted[key] = self.values[key]
+            if self.rejected.get(key) != value:  # once per bad value, not at every later change
+                kept = repr(self.values[key]) if key in self.values else "the default"
+                log.warning(f"live config {key}={value!r} rejected ({reason}); keeping {kept}",
+                            extra={"revision": revision, "key": key, "value": value, "reason": reason,
+                                   "kept": self.values.get(key)})
+        return accepted, rejected
 
     def snapshot(self) -> dict:
         with self._lock:
             return {"source": self.source, "revision": self.revision, "values": dict(self.values),
-                    "applied_at": self.applied_at}
+                    "rejected": dict(self.rejected), "applied_at": self.applied_at}
 
 
 def _upstreams_from_registry(upstreams: Upstreams, stored: dict[str, str]) -> None:

@@ -44,8 +44,8 @@ def require_go() -> None:
 
 def _go_env(**extra: str) -> dict:
     if shutil.which("go") is None:
-        raise LabError("the Go toolchain is not installed (offline mode builds Kubernetes from source)",
-                       f"install Go {minimum_go()} or newer, or use --provider kind")
+        raise LabError("the Go toolchain is not installed (the course builds its components from the Go module proxy)",
+                       f"install Go {minimum_go()} or newer (go.dev or your package manager), or use --provider kind")
     # Static binaries (they go into FROM-scratch images); never download another toolchain.
     env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", **extra}
     return {k: v for k, v in env.items() if v != ""}
