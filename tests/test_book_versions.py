@@ -27,6 +27,7 @@ NAMES = {
     "Kubernetes": "kubernetes", "kubelet": "kubernetes", "containerd": "containerd", "runc": "runc",
     "etcd": "etcd", "CoreDNS": "coredns", "metrics-server": "metrics_server", "Contour": "contour",
     "Gateway API": "gateway_api", "Envoy": "envoy", "kind": "kind", "Python": "python",
+    "Go": "go", "kubectl": "kubernetes",
 }
 MENTION = re.compile(r"\b(" + "|".join(re.escape(n) for n in NAMES) + r")\s+(?:version\s+)?v?(\d+\.\d+(?:\.\d+)?)\b")
 

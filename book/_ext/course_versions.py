@@ -30,6 +30,7 @@ def substitutions(pins: dict) -> dict[str, str]:
         "kind": cluster["kind"]["version"],
         "kind_node": cluster["kind"]["node_image"].split(":")[1].split("@")[0],
         "python": pins["python"],
+        "go": pins["go"],
     }
     found = {name: version.lstrip("v") for name, version in found.items()}
     for name in ("kubernetes", "containerd", "gateway_api", "kind_node"):
