@@ -368,7 +368,10 @@ def test_a_labs_chapter_link_opens_the_built_chapter_in_jupyterlab(browser, tmp_
             # Recorded for the whole context from before the click, so that the new tab's
             # first requests count too; JupyterLab's own tab is not what is tested here.
             errors: list[str] = []
-            in_new_tab = lambda page: page is not None and page != reader.page  # noqa: E731
+
+            def in_new_tab(page) -> bool:
+                return page is not None and page != reader.page
+
             reader.context.on("console", lambda msg: in_new_tab(msg.page) and msg.type == "error"
                               and errors.append(msg.text))
             reader.context.on("weberror", lambda error: in_new_tab(error.page)
@@ -387,5 +390,6 @@ def test_a_labs_chapter_link_opens_the_built_chapter_in_jupyterlab(browser, tmp_
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             chapter.screenshot(path=str(SCREENSHOTS / "chapter-from-jupyterlab.png"))
             assert not errors, errors
+            assert not reader.blocked, f"asked other hosts for: {reader.blocked}"
         finally:
             reader.close()
