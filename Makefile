@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-JUPYTER_FLAGS := --notebook-dir=labs --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
+# msalab.bookserver: JupyterLab also serves the built book (at /book/), where the labs' links
+# to their chapters (/book/part1/monolith.md) lead.
+JUPYTER_FLAGS := --notebook-dir=labs --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,) \
+	--ServerApp.jpserver_extensions='{"msalab.bookserver": True}'
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
 
 .PHONY: up setup venv docker images book browser test test-book test-services test-labs test-cluster cluster cluster-down bench bench-cluster labs clean

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
+import subprocess
 import time
+import urllib.request
 
 import pytest
 
-from msalab import ports, shop
+from msalab import paths, ports, shop
 
 TEST_ENV = {"SHOP_PRODUCT_COUNT": "50", "SHOP_INITIAL_STOCK": "50", "SHOP_RECOVERY_AGE_S": "1"}
 
@@ -106,3 +110,49 @@ def wait_until(condition, timeout_s: float = 15, every_s: float = 0.1) -> bool:
         time.sleep(every_s)
     return bool(condition())
 
+
+
+JUPYTER_TOKEN = "course-tests"
+
+
+def make_up_command() -> list[str]:
+    """The JupyterLab command line `make up` runs (its last command), read from the Makefile."""
+    dry_run = subprocess.run(["make", "-s", "-n", "up"], cwd=paths.REPO, capture_output=True,
+                             text=True, check=True).stdout
+    return shlex.split(dry_run.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def jupyterlab_as_make_up(home, notebook_dir, env=None):
+    """JupyterLab started as `make up` starts it, on a free port with a known token, its
+    settings, workspaces and runtime files under `home`, serving `notebook_dir` (a copy, so
+    that its checkpoints are not left in labs/). Yields its address."""
+    port = ports.free_port()
+    jupyter_env = {f"JUPYTER_{name.upper()}_DIR": str(home / name) for name in ("config", "data", "runtime")}
+    command = [f"--notebook-dir={notebook_dir}" if arg.startswith("--notebook-dir=") else arg
+               for arg in make_up_command()]
+    command += [f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={JUPYTER_TOKEN}"]
+    log = open(home / "jupyterlab.log", "w")
+    server = subprocess.Popen(command, cwd=paths.REPO, env={**os.environ, **jupyter_env, **(env or {})},
+                              stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            request = urllib.request.Request(url + "/api/status", headers={"Authorization": f"token {JUPYTER_TOKEN}"})
+            return urllib.request.urlopen(request, timeout=1).status == 200
+        except OSError:
+            return server.poll() is not None  # exited: stop waiting, the assert below says so
+
+    try:
+        wait_until(answers, timeout_s=60, every_s=0.25)
+        assert server.poll() is None, f"JupyterLab exited: {(home / 'jupyterlab.log').read_text()[-2000:]}"
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()

@@ -2,7 +2,8 @@
 page from a local server with every other host blocked, as a reader offline would. Each
 page loads with no console error and no request elsewhere, its Mermaid diagrams become
 SVG and its TeX is typeset by MathJax; search finds a term; at a phone's width nothing
-is wider than the screen and the menu opens and navigates. Screenshots go to
+is wider than the screen and the menu opens and navigates; in JupyterLab, as `make up`
+starts it, a lab's link to its chapter opens the built chapter. Screenshots go to
 _build/screenshots (make test-book builds the book first)."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
+from conftest import JUPYTER_TOKEN, jupyterlab_as_make_up
 from msalab import paths
 
 BOOK = paths.REPO / "_build" / "html"
@@ -348,3 +350,46 @@ def test_phone_menu_opens_and_navigates(site, browser):
         assert not reader.errors and not reader.blocked, (reader.errors, reader.blocked)
     finally:
         reader.close()
+
+
+def test_a_labs_chapter_link_opens_the_built_chapter_in_jupyterlab(browser, tmp_path):
+    """Lab 1 in JupyterLab as `make up` starts it (root labs/, here a copy): its link to
+    Chapter 1 opens a new tab with the built chapter, rendered as in the book
+    (msalab.bookserver). The notebook is only opened: no cell runs."""
+    notebooks = tmp_path / "labs"
+    shutil.copytree(paths.REPO / "labs" / "part1", notebooks / "part1")
+    with jupyterlab_as_make_up(tmp_path, notebooks) as url:
+        reader = Reader(browser, DESKTOP)
+        try:
+            reader.page.goto(f"{url}/lab/tree/part1/01-monolith.ipynb?token={JUPYTER_TOKEN}")
+            link = reader.page.locator(".jp-RenderedMarkdown").get_by_role("link", name="Chapter 1: The monolith")
+            link.wait_for(timeout=60000)
+            assert link.get_attribute("href") == "/book/part1/monolith.md"
+            # Recorded for the whole context from before the click, so that the new tab's
+            # first requests count too; JupyterLab's own tab is not what is tested here.
+            errors: list[str] = []
+
+            def in_new_tab(page) -> bool:
+                return page is not None and page != reader.page
+
+            reader.context.on("console", lambda msg: in_new_tab(msg.page) and msg.type == "error"
+                              and errors.append(msg.text))
+            reader.context.on("weberror", lambda error: in_new_tab(error.page)
+                              and errors.append(f"script error: {error.error}"))
+            reader.context.on("response", lambda r: "book/" in r.url and r.status >= 400
+                              and errors.append(f"HTTP {r.status}: {r.url}"))
+            with reader.context.expect_page() as opened:
+                link.click()
+            chapter = opened.value
+            chapter.wait_for_load_state("load")
+            chapter.evaluate(WAIT_FOR_RENDERING)
+            assert chapter.url == f"{url}/course-book/book/part1/monolith.html"
+            assert chapter.locator("main h1").first.inner_text().startswith("The monolith")
+            found = chapter.evaluate(RENDERING_PROBLEMS)
+            assert not found["problems"] and found["mermaid"] == mermaid_blocks_in("book/part1/monolith.html"), found
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            chapter.screenshot(path=str(SCREENSHOTS / "chapter-from-jupyterlab.png"))
+            assert not errors, errors
+            assert not reader.blocked, f"asked other hosts for: {reader.blocked}"
+        finally:
+            reader.close()
