@@ -9,7 +9,7 @@ import subprocess
 
 from .. import paths
 from ..errors import LabError
-from . import kind, netfilter, offline
+from . import hostpaths, kind, netfilter, offline
 
 
 
@@ -116,6 +116,8 @@ def footprint() -> list[str]:
               if not n.startswith("(")]
     lines += [f"mount {m.split()[1]}" for m in open("/proc/mounts").read().splitlines()
               if any(k in m for k in ("msalab", "kubelet", "/run/netns"))]
+    # Fixed host paths the components write whatever their configuration (hostpaths.py).
+    lines += hostpaths.footprint_lines()
     # Every table of both families, complete and in order (order is meaning in iptables): a
     # chain, rule or table the cluster left anywhere shows.
     rules = [f"{family} {line}" for family in netfilter.FAMILIES

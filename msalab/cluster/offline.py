@@ -23,7 +23,7 @@ from .. import paths
 from ..errors import LabError
 from ..ports import is_free, who_uses
 from ..images import build_small_image
-from . import gobuild, ingress, netfilter, pki
+from . import gobuild, hostpaths, ingress, netfilter, pki
 
 NODE = "msalab-node"
 TEMPLATES = paths.REPO / "cluster" / "offline"
@@ -344,6 +344,7 @@ def up(extra_images: list[str]) -> None:
     images = build_images(bins) + ingress.build_images(glibc_base) + extra_images
     home().mkdir(parents=True, exist_ok=True)
     netfilter.save_snapshot(netfilter_snapshot())  # before anything touches the rules
+    hostpaths.save_snapshot(home() / "hostpaths-before.json")  # and before any kubelet runs
     cfg = write_config(bins)
     setup_bridge(cfg["net"])
     cmds = commands(bins, cfg)
@@ -425,6 +426,8 @@ def down() -> list[str]:
     if netfilter_snapshot().exists() or (home() / "pki").exists():  # an offline cluster was set up here
         for problem in netfilter.restore(netfilter_snapshot(), course_rule_markers()):
             print(f"[down] could not remove: {problem}", flush=True)
+    for problem in hostpaths.restore(home() / "hostpaths-before.json"):
+        print(f"[down] could not remove: {problem}", flush=True)
     bridge = spec()["network"]["bridge"]
     _delete_pod_links(bridge)
     subprocess.run(["ip", "link", "delete", bridge], capture_output=True)

@@ -1,0 +1,62 @@
+"""Files the offline cluster's components write at fixed host paths, whatever their own
+directories are configured to be, and how `down` removes exactly those.
+
+- the kubelet's device-plugin socket is compiled in: /var/lib/kubelet/device-plugins/;
+- the CNI library caches each attachment's result in /var/lib/cni/results/, and removes an
+  entry only on a clean teardown, which `down` (killing the shims) does not give it.
+
+`up` records what exists there (snapshot); `down` removes what is new since, and the folders
+that did not exist before, never anything else. The footprint lists the same paths, so a
+leftover shows in `make test`'s before/after comparison even on a machine that had none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+# Folders the cluster may create (parents first); each is removed at `down` only if it did not
+# exist at `up`. The default runtime sockets are listed so the footprint shows them; the course's
+# containerd is configured never to create them (cluster/offline/containerd.toml).
+CREATED_FOLDERS = ("/var/lib/kubelet", "/var/lib/kubelet/device-plugins", "/var/lib/cni", "/var/lib/cni/results")
+WATCHED = CREATED_FOLDERS + ("/var/lib/kubelet/device-plugins/kubelet.sock", "/run/containerd/containerd.sock",
+                             "/run/containerd/containerd.sock.ttrpc", "/var/run/nri", "/var/lib/containerd",
+                             "/etc/cni/net.d")
+CNI_RESULTS = Path("/var/lib/cni/results")
+
+
+def current() -> dict:
+    return {"exists": [p for p in WATCHED if os.path.lexists(p)],
+            "cni_results": sorted(os.listdir(CNI_RESULTS)) if CNI_RESULTS.is_dir() else []}
+
+
+def save_snapshot(path: Path) -> None:
+    if not path.exists():  # the first `up` records the machine; a second `up` must not overwrite it
+        path.write_text(json.dumps(current(), indent=1))
+
+
+def restore(path: Path) -> list[str]:
+    """Remove what the cluster added since the snapshot; return what could not be removed."""
+    if not path.exists():
+        return []
+    before = json.loads(path.read_text())
+    problems = []
+    for name in set(current()["cni_results"]) - set(before["cni_results"]):
+        try:
+            (CNI_RESULTS / name).unlink()
+        except OSError as err:
+            problems.append(f"{CNI_RESULTS / name}: {err}")
+    socket = Path("/var/lib/kubelet/device-plugins/kubelet.sock")
+    if str(socket) not in before["exists"]:
+        socket.unlink(missing_ok=True)
+    for folder in reversed(CREATED_FOLDERS):  # children first
+        if folder not in before["exists"] and os.path.isdir(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+    return problems
+
+
+def footprint_lines() -> list[str]:
+    now = current()
+    return [f"host path {p}" for p in now["exists"]] + [f"cni result {n}" for n in now["cni_results"]]
