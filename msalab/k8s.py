@@ -138,6 +138,14 @@ class Cluster:
         self.apps.patch_namespaced_deployment(deployment, namespace, {"spec": {"template": template}})
         return int(older[-1].metadata.annotations[self.REVISION])
 
+    def wait_until_kube_proxy_skips(self, namespace: str, service: str, pod: str, path: str = "/api/products/p-0001",
+                                    timeout_s: float = 30) -> None:
+        """Wait until new connections to `service` no longer reach `pod`. The EndpointSlice
+        changes first; kube-proxy then rewrites the node's rules from it, batching changes
+        (at most once a second by default), so for a moment the old rules still apply."""
+        self.wait_until(lambda: self.requests_by_pod(namespace, service, 20, path).get(pod, 0) == 0,
+                        f"kube-proxy to stop sending {service}'s new connections to {pod}", timeout_s, every_s=1)
+
     def requests_by_pod(self, namespace: str, service: str, count: int, path: str = "/api/products/p-0001",
                         source: str = "deploy/gateway") -> dict[str, int]:
         """`count` requests to a Service from inside a pod, each on a new connection (kube-proxy

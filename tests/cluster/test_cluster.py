@@ -79,6 +79,8 @@ def test_service_sends_only_to_ready_pods(cluster, shop_ns):
     reply = cluster.pod_client(shop_ns, unready).faults("inventory", ready=False)
     assert reply.status == 200 and reply.body["ready"] is False
     cluster.wait_until(lambda: _ready_addresses(cluster, shop_ns, "inventory") == 1, "the endpoint to drop", 30)
+    # kube-proxy rewrites the node's rules from the slice a moment later (it batches changes).
+    cluster.wait_until_kube_proxy_skips(shop_ns, "inventory", unready, path="/api/inventory/p-0001")
     seen = cluster.requests_by_pod(shop_ns, "inventory", 40, path="/api/inventory/p-0001")
     assert unready not in seen and sum(seen.values()) == 40, seen
     cluster.kubectl("scale", "deployment/inventory", "--replicas=1", "-n", shop_ns)
