@@ -22,7 +22,7 @@ import psutil
 from .. import paths
 from ..errors import LabError
 from ..ports import is_free, who_uses
-from ..images import build_small_image
+from ..engine import build_small_image
 from . import gobuild, hostpaths, ingress, netfilter, pki
 
 NODE = "msalab-node"
