@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 
 import psutil
@@ -108,11 +107,12 @@ def clean() -> int:
 
     if manage.current_provider():
         print(f"removed the course cluster: {', '.join(manage.down())}")
-    if shutil.which("docker"):
-        found = subprocess.run(["docker", "ps", "-aq", "--filter", "label=msalab.course"],
-                               capture_output=True, text=True).stdout.split()
-        if found:
-            subprocess.run(["docker", "rm", "-f", *found], capture_output=True)
+    from . import engine
+
+    if engine.docker_available():
+        found = [container.name for container in engine.course_containers()]
+        for name in found:
+            engine.remove_container(name)
         print(f"removed {len(found)} course container(s)")
     pidfile = paths.state_dir() / "dockerd.pid"
     if pidfile.exists():

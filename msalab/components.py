@@ -25,24 +25,28 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
 import httpx
 
-from . import images, paths, ports
+from . import engine, images, paths, ports
 from .errors import LabError
 
+# What versions.yaml pins, and the image to run: images.py finds or builds it; this module only runs it.
+names, spec, offline_ref = images.component_names, images.component_spec, images.component_offline_ref
+image_for = images.component_image
+
 LABEL = "msalab.component"
-USER = "65534:65534"
+USER = images.COMPONENT_USER
 CONFIG_DIR, DATA_DIR = "/etc/msalab", "/data"
 READY_TIMEOUT_S = 60
-NICE = 19  # Go builds at the lowest priority: they must not starve a cluster or a lab running beside them
 START_FIX = "from msalab import components; components.start({name!r})"
 STOP_FIX = "python -m msalab components stop   (stops the course's components)"
+STATUS_FIX = "python -m msalab components status"
 
 # Default arguments and config files; {port names} are filled from versions.yaml.
 ARGS = {
@@ -153,24 +157,6 @@ scrape_configs:
 }
 
 
-# --- what versions.yaml pins ---------------------------------------------------------------
-
-def names() -> list[str]:
-    return list(paths.versions()["components"])
-
-
-def spec(name: str) -> dict:
-    specs = paths.versions()["components"]
-    if name not in specs:
-        raise LabError(f"unknown component {name!r}", f"use one of: {', '.join(specs)}")
-    return specs[name]
-
-
-def offline_ref(name: str) -> str:
-    offline = spec(name)["offline"]
-    return f"{offline['name']}:{offline['tag']}"
-
-
 def container_name(name: str) -> str:
     return f"msalab-{name}"
 
@@ -216,13 +202,24 @@ class Component:
 
     def logs(self, tail: int | None = None) -> str:
         """What the component wrote (stdout and stderr together)."""
-        args = ["logs", *(["--tail", str(tail)] if tail else []), self.container]
-        return subprocess.run(["docker", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=60).stdout
+        with engine.engine_errors(f"reading the logs of {self.container}", f"is it running? {STATUS_FIX}"):
+            return _container(self.container).logs(tail=tail or "all").decode(errors="replace")
 
     def running(self) -> bool:
-        state = images._docker("inspect", "--format", "{{.State.Running}}", self.container)
-        return state.stdout.strip() == "true"
+        state = _state(self.container)
+        return bool(state and state["Running"])
+
+
+def _container(name: str):
+    return engine.client().containers.get(name)
+
+
+def _state(container: str) -> dict | None:
+    """The container's state (docker inspect .State); None when there is no such container."""
+    try:
+        return _container(container).attrs["State"]
+    except docker.errors.NotFound:
+        return None
 
 
 def _memory(container: str) -> tuple[int, dict[str, int]]:
@@ -241,11 +238,15 @@ def _keyed(path: Path) -> dict[str, int]:
 def _cgroup_files(container: str) -> dict[str, Path] | None:
     """The container's cgroup files under /sys/fs/cgroup (v1 or v2); None when the engine
     runs elsewhere (Docker Desktop's VM) and the host cannot see them."""
-    found = images._docker("inspect", "--format", "{{.State.Pid}} {{.Id}}", container).stdout.split()
-    if len(found) != 2 or not Path(f"/proc/{found[0]}/cgroup").exists():
+    try:
+        attrs = _container(container).attrs
+    except docker.errors.NotFound:
         return None
-    lines = Path(f"/proc/{found[0]}/cgroup").read_text().splitlines()
-    if not any(found[1] in line for line in lines):  # a local pid that is not the container's
+    pid, container_id = attrs["State"]["Pid"], attrs["Id"]
+    if not pid or not Path(f"/proc/{pid}/cgroup").exists():
+        return None
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    if not any(container_id in line for line in lines):  # a local pid that is not the container's
         return None
     v1 = {c: rel for _, controllers, rel in (line.split(":", 2) for line in lines) for c in controllers.split(",")}
     root = Path("/sys/fs/cgroup")
@@ -261,81 +262,9 @@ def _cgroup_files(container: str) -> dict[str, Path] | None:
 
 
 def _engine_stats(container: str) -> dict:
-    """The engine's stats for the container (what `docker stats` reads), over its Unix socket."""
-    host = images._docker("context", "inspect", "--format", "{{.Endpoints.docker.Host}}").stdout.strip()
-    if not host.startswith("unix://"):
-        raise LabError(f"cannot read container stats from Docker at {host!r}", "use a local Docker engine")
-    with httpx.Client(transport=httpx.HTTPTransport(uds=host[len("unix://"):]), timeout=30) as client:
-        reply = client.get(f"http://docker/containers/{container}/stats", params={"stream": "false", "one-shot": "true"})
-    if reply.status_code != 200:
-        raise LabError(f"no stats for {container}: {reply.text.strip()}",
-                       "is it running? python -m msalab components status")
-    return reply.json()
-
-
-# --- images -------------------------------------------------------------------------------
-
-def image_for(name: str, offline: bool | None = None) -> tuple[str, str]:
-    """(image ref, how it was obtained). offline: True = the image built here, False = must
-    pull, None = upstream if present or pullable, else the one built here (built if missing)."""
-    upstream, own = spec(name)["upstream"], offline_ref(name)
-    found = images.upstream_if_available(upstream, offline,
-                                         "python -m msalab images build --offline   (builds the components here)")
-    if found:
-        return found
-    why = "" if offline else f" ({upstream} cannot be pulled)"
-    if images.image_present(own):
-        return own, f"present{why}"
-    from .cluster import gobuild
-
-    if spec(name)["build"] != "envoy" and shutil.which("go") is None:
-        raise LabError(f"no image for {name}{why}, and building {own} needs the Go toolchain",
-                       f"install Go {gobuild.minimum_go()} or newer, then python -m msalab images build")
-    try:
-        build_image(name, offline)
-    except LabError as error:
-        raise LabError(f"no image for {name}{why}; building {own} failed:\n{error.problem}",
-                       f"{error.fix}; then python -m msalab images build") from error
-    return own, f"built{why}"
-
-
-def build_binary(name: str) -> Path:
-    """The component's static Go binary, built through the module proxy (cached by name-version)."""
-    from .cluster import gobuild
-
-    s = spec(name)
-    flags = ("-tags", s["tags"]) if s.get("tags") else ()
-    if s["build"] == "etcd":
-        return gobuild.build_etcd(s["version"], nice=NICE) / "etcd"
-    if s["build"] == "install":
-        package = "/".join(filter(None, [s["module"], s.get("package")]))
-        return gobuild.go_install(name, package, s["version"], flags, s.get("ldflags", ""), nice=NICE) / Path(package).name
-    return gobuild.build_in_module(name, s["module"], s["version"], s["package"], flags, s.get("ldflags", ""),
-                                   nice=NICE) / name
-
-
-def build_image(name: str, offline: bool | None = None) -> str:
-    """The offline image: Envoy is the cluster's image; the others one static binary FROM scratch."""
-    if spec(name)["build"] == "envoy":
-        from .cluster import ingress
-
-        return ingress.build_envoy_image(images.base_image(True if offline else None)[0])
-    ref, binary, target = offline_ref(name), build_binary(name), spec(name)["binary"]
-    images.build_small_image(ref, {binary.name: binary},
-                             f"FROM scratch\nCOPY {binary.name} {target}\nUSER {USER}\nENTRYPOINT [\"{target}\"]\n")
-    return ref
-
-
-def build_images(offline: bool | None = None) -> list[str]:
-    """Every component's image, one progress line each (see image_for for offline)."""
-    images._require_docker()
-    refs = []
-    for number, name in enumerate(names(), 1):
-        with images._step(number, len(names()), f"component {name} {spec(name)['version']}") as outcome:
-            ref, how = image_for(name, offline)
-            outcome.append(f"{ref} {how}, {images.image_size_mb(ref):.0f} MB")
-            refs.append(ref)
-    return refs
+    """The engine's stats for the container (what `docker stats` reads)."""
+    with engine.engine_errors(f"reading the stats of {container}", f"is it running? {STATUS_FIX}"):
+        return _container(container).stats(stream=False, one_shot=True)
 
 
 # --- running ------------------------------------------------------------------------------
@@ -363,13 +292,14 @@ def _check_ports(name: str) -> None:
                            f"stop that program; if it is a course component: {STOP_FIX}")
 
 
-def _docker_run(name: str, image: str, config: Path, args: list[str], detach: bool = True) -> list[str]:
-    container = container_name(name) if detach else f"{container_name(name)}-run-{uuid.uuid4().hex[:8]}"
-    return ["docker", "run", "--detach" if detach else "--rm", "--name", container,
-            "--label", "msalab.course=component", "--label", f"{LABEL}={name}",
-            "--network", "host",  # why: see the module docstring (Docker Desktop: enable host networking)
-            "--user", USER, "--tmpfs", f"{DATA_DIR}:rw,uid=65534,gid=65534,mode=0755", "--tmpfs", "/tmp:rw,mode=1777",
-            "--volume", f"{config}:{CONFIG_DIR}:ro", "--entrypoint", spec(name)["binary"], image, *args]
+def _run(container: str, name: str, image: str, config: Path, args: list[str]):
+    """docker run --detach: the component's container, set up as the module docstring says."""
+    return engine.client(120).containers.run(
+        image, args, name=container, detach=True, entrypoint=[spec(name)["binary"]],
+        labels={engine.COURSE_LABEL: "component", LABEL: name},
+        network_mode="host",  # why: see the module docstring (Docker Desktop: enable host networking)
+        user=USER, tmpfs={DATA_DIR: "rw,uid=65534,gid=65534,mode=0755", "/tmp": "rw,mode=1777"},
+        volumes={str(config): {"bind": CONFIG_DIR, "mode": "ro"}})
 
 
 def start(name: str, config_files: dict[str, str | Path] | None = None, args: list[str] | None = None,
@@ -378,15 +308,14 @@ def start(name: str, config_files: dict[str, str | Path] | None = None, args: li
     config_files: {file name: text or Path}, mounted read-only in /etc/msalab (they replace the
     defaults of the same name); args: the command's arguments instead of the defaults."""
     s = spec(name)
-    images._require_docker()
+    engine.require_docker()
     stop(name)
     _check_ports(name)
     image, _ = image_for(name)
     config = _config_dir(name, config_files)
-    command = _docker_run(name, image, config, [a.format(**s["ports"]) for a in ARGS[name]] if args is None else args)
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        raise LabError(f"docker run for {name} failed: {images._tail(result.stderr)}", f"{STOP_FIX}, then start again")
+    with engine.engine_errors(f"docker run for {name}", f"{STOP_FIX}, then start again"):
+        _run(container_name(name), name, image, config,
+             [a.format(**s["ports"]) for a in ARGS[name]] if args is None else args)
     component = Component(name, image, container_name(name), dict(s["ports"]))
     try:
         _wait_ready(component, timeout)
@@ -429,29 +358,29 @@ def _wait_ready(component: Component, timeout: float) -> None:
 
 def stop(name: str) -> bool:
     """Remove the component's container (state is on a tmpfs: gone too); True if there was one."""
-    if not images.docker_available():
+    if not engine.docker_available():
         return False
-    return images._docker("rm", "--force", container_name(name)).returncode == 0
+    return engine.remove_container(container_name(name))
 
 
 def _containers(all_states: bool = False) -> list[list[str]]:
-    listing = images._docker("ps", *(["--all"] if all_states else []), "--filter", f"label={LABEL}", "--format",
-                             f'{{{{.Names}}}}\t{{{{.Image}}}}\t{{{{.Label "{LABEL}"}}}}')
-    return [line.split("\t") for line in listing.stdout.splitlines() if line.strip()]
+    """[container name, image as given to run, component name] of the course's components."""
+    return [[c.name, c.attrs["Config"]["Image"], c.labels[LABEL]]
+            for c in engine.course_containers(LABEL, all_states)]
 
 
 def stop_all() -> list[str]:
     """Remove every component container of the course (and any one-shot run left over)."""
-    if not images.docker_available():
+    if not engine.docker_available():
         return []
-    found = _containers(all_states=True)
-    if found:
-        images._docker("rm", "--force", *[c[0] for c in found])
-    return [c[0] for c in found]
+    found = [c[0] for c in _containers(all_states=True)]
+    for container in found:
+        engine.remove_container(container)
+    return found
 
 
 def running() -> list[Component]:
-    if not images.docker_available():
+    if not engine.docker_available():
         return []
     return [Component(name, image, container, dict(spec(name)["ports"]))
             for container, image, name in _containers() if container == container_name(name)]
@@ -468,15 +397,29 @@ def require(name: str) -> Component:
 
 def run_once(name: str, args: list[str], timeout: float = 300) -> str:
     """Run the component's command once to its end (fortio load ...) and return what it printed."""
-    images._require_docker()
+    engine.require_docker()
     image, _ = image_for(name)
-    command = _docker_run(name, image, _config_dir(name, None, f"{name}-run"), args, detach=False)
+    container = f"{container_name(name)}-run-{uuid.uuid4().hex[:8]}"
+    what = f"{name} {' '.join(args)}"
+    with engine.engine_errors(f"docker run for {what}"):
+        run = _run(container, name, image, _config_dir(name, None, f"{name}-run"), args)
+    try:  # removed however it ends, as docker run --rm
+        exit_code = _wait(run, what, timeout)
+        if exit_code != 0:
+            raise LabError(f"{what} failed:\n{images._tail(run.logs(stdout=False).decode(errors='replace'))}",
+                           "check the arguments")
+        return run.logs(stderr=False).decode(errors="replace")
+    finally:
+        engine.remove_container(container)
+
+
+def _wait(container, what: str, timeout: float) -> int:
+    """Its exit code once it ends; LabError when it runs longer than timeout."""
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        images._docker("rm", "--force", command[command.index("--name") + 1])
-        raise LabError(f"{name} {' '.join(args)} did not end within {timeout:.0f} s",
-                       "ask for less work, or a longer timeout")
-    if result.returncode != 0:
-        raise LabError(f"{name} {' '.join(args)} failed:\n{images._tail(result.stderr)}", "check the arguments")
-    return result.stdout
+        return container.wait(timeout=timeout)["StatusCode"]
+    except engine.ENGINE_ERRORS as error:  # a read timeout: the engine is still waiting for it
+        state = _state(container.name)
+        if state and state["Running"]:
+            raise LabError(f"{what} did not end within {timeout:.0f} s",
+                           "ask for less work, or a longer timeout") from error
+        raise LabError(f"waiting for {what} failed: {error}", engine.DOCKER_FIX) from error

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 
 import psutil
 
 from . import paths, ports
+from .errors import LabError
 
 MIN_FREE_MEMORY_GIB = 2.0
 MIN_FREE_DISK_GIB = 5.0
 NEEDED_MODULES = ("fastapi", "uvicorn", "httpx", "prometheus_client", "opentelemetry.sdk", "matplotlib",
-                  "nbval", "jupyter_book")
+                  "nbval", "jupyter_book", "docker")
 
 
 @dataclass
@@ -43,11 +43,14 @@ def docker() -> Finding:
     if shutil.which("docker") is None:
         return Finding(False, "Docker is not installed (needed from Part II on: its components run as containers)",
                        "make setup (installs docker.io on Debian/Ubuntu) or install Docker Desktop", blocking=False)
-    probe = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
-    if probe.returncode != 0:
+    from . import engine  # imported here: the doctor must run even before the docker package is installed
+
+    try:
+        version = engine.info()["ServerVersion"]
+    except LabError:
         return Finding(False, "Docker is installed but its engine is not running (needed from Part II on)",
-                       "make setup (starts dockerd on Linux) or start Docker Desktop", blocking=False)
-    return Finding(True, f"Docker engine {probe.stdout.strip()} running", blocking=False)
+                       engine.DOCKER_FIX, blocking=False)
+    return Finding(True, f"Docker engine {version} running", blocking=False)
 
 
 def memory() -> Finding:

@@ -4,6 +4,8 @@ The shop image is built from a wheelhouse (pip download on the host) because pip
 build may not reach PyPI. Its base is the official slim Python image; a machine that cannot
 pull any image builds an equivalent base from Debian packages (debootstrap + docker import).
 Everything downloaded is cached under paths.cache_dir(), so a second build is quick.
+Part II's components (versions.yaml `components`) are pulled, or built here the same way;
+components.py runs them. This module never imports components.py (one direction only).
 """
 
 from __future__ import annotations
@@ -18,46 +20,21 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import paths
+from . import engine, paths
+from .engine import DOCKER_FIX, docker_available, image_present, image_size_mb
 from .errors import LabError
 
-DOCKER_FIX = "make setup (Linux: installs and starts Docker) or start Docker Desktop (macOS/Windows)"
 # An imported root file system has no image config; give it what a base image is expected to have.
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PULL_TIMEOUT_S = 120  # a blocked registry fails in well under a second; a slow one still gets time
-BUILD_TIMEOUT_S = 1800
-
-
-# --- Docker engine ---------------------------------------------------------------------
-
-def _docker(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
-def docker_available() -> bool:
-    """True when a docker client is installed and its engine answers."""
-    if shutil.which("docker") is None:
-        return False
-    try:
-        probe = _docker("info", "--format", "{{.ServerVersion}}", timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    # Some clients exit 0 with an empty answer when the engine is down: check both.
-    return probe.returncode == 0 and bool(probe.stdout.strip())
-
-
-def _require_docker() -> None:
-    if not docker_available():
-        raise LabError("Docker is not installed or its engine is not running", DOCKER_FIX)
-
-
-def image_present(ref: str) -> bool:
-    return _docker("image", "inspect", "--format", "{{.Id}}", ref).returncode == 0
+BUILD_TIMEOUT_S = engine.BUILD_TIMEOUT_S
+NICE = 19  # Go builds at the lowest priority: they must not starve a cluster or a lab running beside them
+COMPONENT_USER = "65534:65534"  # nobody: components.py runs them as this user too
 
 
 def engine_arch() -> str:
     """The engine's architecture (not the client's: Docker Desktop may run another one)."""
-    arch = _docker("info", "--format", "{{.Architecture}}").stdout.strip()
+    arch = engine.info()["Architecture"]
     arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
     if arch not in ("x86_64", "aarch64"):
         raise LabError(f"unsupported Docker engine architecture {arch!r}", "use an x86_64 or arm64 machine")
@@ -162,10 +139,7 @@ _unpullable: set[str] = set()  # pulls that failed in this process: not tried ag
 def _pull(ref: str) -> bool:
     if ref in _unpullable:
         return False
-    try:
-        pulled = _docker("pull", "--quiet", ref, timeout=PULL_TIMEOUT_S).returncode == 0
-    except subprocess.TimeoutExpired:  # the engine cancels the pull when the client goes
-        pulled = False
+    pulled = engine.pull(ref, timeout=PULL_TIMEOUT_S)
     if not pulled:
         _unpullable.add(ref)
     return pulled
@@ -245,15 +219,19 @@ def debootstrap_rootfs() -> Path:
 
 
 def _import_rootfs(rootfs: Path, ref: str) -> None:
-    """tar the root file system into `docker import`, giving it a PATH and a default command."""
-    tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    result = subprocess.run(["docker", "import", "--change", f"ENV PATH={BASE_PATH}",
-                             "--change", 'CMD ["python3"]', "-", ref],
-                            stdin=tar.stdout, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    tar.stdout.close()
-    if tar.wait() != 0 or result.returncode != 0:
-        raise LabError(f"could not import {rootfs} as {ref}:\n{_tail(result.stderr)}",
-                       f"remove {rootfs} and rerun python -m msalab images build --offline")
+    """tar the root file system into `docker import`, giving it a PATH and a default command.
+    tar, not Python's tarfile: it keeps device nodes and numeric owners exactly as debootstrap made them."""
+    fix = f"remove {rootfs} and rerun python -m msalab images build --offline"
+    tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    try:
+        engine.import_rootfs(iter(lambda: tar.stdout.read(1 << 20), b""), ref,
+                             [f"ENV PATH={BASE_PATH}", 'CMD ["python3"]'], fix)
+    finally:
+        tar.stdout.close()
+        tar_failed = tar.wait() != 0
+    if tar_failed:
+        raise LabError(f"could not import {rootfs} as {ref}: tar failed:\n{_tail(tar.stderr.read().decode())}", fix)
 
 
 # --- step 3: docker build ----------------------------------------------------------------
@@ -272,38 +250,16 @@ def _build_context(into: Path, wheels: Path) -> None:
 def docker_build(ref: str, base: str, wheels: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="msalab-build-") as context:
         _build_context(Path(context), wheels)
-        result = _docker("build", "--build-arg", f"BASE_IMAGE={base}",
-                         "--label", f"org.opencontainers.image.version={ref.rsplit(':', 1)[1]}",
-                         "--label", f"org.opencontainers.image.base.name={base}",
-                         "-t", ref, context, timeout=BUILD_TIMEOUT_S)
-    if result.returncode != 0:
-        raise LabError(f"docker build of {ref} failed:\n{_tail(result.stdout + result.stderr)}",
-                       "fix the error above (lab-services/Dockerfile), then rerun python -m msalab images build")
-
-
-def build_small_image(image: str, files: dict[str, Path], dockerfile: str) -> None:
-    """An image from a few files and a Dockerfile (the cluster's binaries); skipped when present."""
-    if image_present(image):
-        return
-    context = cache_dir("image-context", image.replace("/", "_").replace(":", "_"))
-    shutil.rmtree(context)
-    context.mkdir(parents=True)
-    for name, source in files.items():
-        shutil.copy2(source, context / name)
-    (context / "Dockerfile").write_text(dockerfile)
-    result = subprocess.run(["docker", "build", "-q", "-t", image, str(context)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise LabError(f"docker build of {image} failed: {result.stderr[-400:]}", "make setup (starts Docker)")
-    print(f"  image {image}: built", flush=True)
-
-
-def image_size_mb(ref: str) -> float:
-    return int(_docker("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip() or 0) / 1e6
+        engine.build(Path(context), ref,
+                     "fix the error above (lab-services/Dockerfile), then rerun python -m msalab images build",
+                     buildargs={"BASE_IMAGE": base},
+                     labels={"org.opencontainers.image.version": ref.rsplit(":", 1)[1],
+                             "org.opencontainers.image.base.name": base})
 
 
 def build_shop_image(offline: bool | None = None) -> str:
     """Build msalab/shop:<pinned tag> and return its reference. offline: see base_image()."""
-    _require_docker()
+    engine.require_docker()
     ref, arch, start = shop_ref(), engine_arch(), time.monotonic()
     with _step(1, 3, f"wheelhouse for linux/{arch}") as outcome:
         wheels, reused = wheelhouse(arch)
@@ -316,6 +272,87 @@ def build_shop_image(offline: bool | None = None) -> str:
         outcome.append(f"{image_size_mb(ref):.0f} MB")
     print(f"built {ref} in {time.monotonic() - start:.1f} s")
     return ref
+
+
+# --- Part II's components (components.py runs them) -------------------------------------
+
+def component_names() -> list[str]:
+    return list(paths.versions()["components"])
+
+
+def component_spec(name: str) -> dict:
+    specs = paths.versions()["components"]
+    if name not in specs:
+        raise LabError(f"unknown component {name!r}", f"use one of: {', '.join(specs)}")
+    return specs[name]
+
+
+def component_offline_ref(name: str) -> str:
+    offline = component_spec(name)["offline"]
+    return f"{offline['name']}:{offline['tag']}"
+
+
+def component_image(name: str, offline: bool | None = None) -> tuple[str, str]:
+    """(image ref, how it was obtained). offline: True = the image built here, False = must
+    pull, None = upstream if present or pullable, else the one built here (built if missing)."""
+    upstream, own = component_spec(name)["upstream"], component_offline_ref(name)
+    found = upstream_if_available(upstream, offline,
+                                  "python -m msalab images build --offline   (builds the components here)")
+    if found:
+        return found
+    why = "" if offline else f" ({upstream} cannot be pulled)"
+    if image_present(own):
+        return own, f"present{why}"
+    from .cluster import gobuild
+
+    if component_spec(name)["build"] != "envoy" and shutil.which("go") is None:
+        raise LabError(f"no image for {name}{why}, and building {own} needs the Go toolchain",
+                       f"install Go {gobuild.minimum_go()} or newer, then python -m msalab images build")
+    try:
+        build_component_image(name, offline)
+    except LabError as error:
+        raise LabError(f"no image for {name}{why}; building {own} failed:\n{error.problem}",
+                       f"{error.fix}; then python -m msalab images build") from error
+    return own, f"built{why}"
+
+
+def build_component_binary(name: str) -> Path:
+    """The component's static Go binary, built through the module proxy (cached by name-version)."""
+    from .cluster import gobuild
+
+    s = component_spec(name)
+    flags = ("-tags", s["tags"]) if s.get("tags") else ()
+    if s["build"] == "etcd":
+        return gobuild.build_etcd(s["version"], nice=NICE) / "etcd"
+    if s["build"] == "install":
+        package = "/".join(filter(None, [s["module"], s.get("package")]))
+        return gobuild.go_install(name, package, s["version"], flags, s.get("ldflags", ""), nice=NICE) / Path(package).name
+    return gobuild.build_in_module(name, s["module"], s["version"], s["package"], flags, s.get("ldflags", ""),
+                                   nice=NICE) / name
+
+
+def build_component_image(name: str, offline: bool | None = None) -> str:
+    """The offline image: Envoy is the cluster's image; the others one static binary FROM scratch."""
+    if component_spec(name)["build"] == "envoy":
+        from .cluster import ingress
+
+        return ingress.build_envoy_image(base_image(True if offline else None)[0])
+    ref, binary, target = component_offline_ref(name), build_component_binary(name), component_spec(name)["binary"]
+    engine.build_small_image(ref, {binary.name: binary}, f"FROM scratch\nCOPY {binary.name} {target}\n"
+                             f"USER {COMPONENT_USER}\nENTRYPOINT [\"{target}\"]\n")
+    return ref
+
+
+def build_component_images(offline: bool | None = None) -> list[str]:
+    """Every component's image, one progress line each (see component_image for offline)."""
+    engine.require_docker()
+    refs, names = [], component_names()
+    for number, name in enumerate(names, 1):
+        with _step(number, len(names), f"component {name} {component_spec(name)['version']}") as outcome:
+            ref, how = component_image(name, offline)
+            outcome.append(f"{ref} {how}, {image_size_mb(ref):.0f} MB")
+            refs.append(ref)
+    return refs
 
 
 # --- command line ------------------------------------------------------------------------
@@ -338,9 +375,7 @@ def main(action: str, offline: bool = False) -> int:
         if action == "build":
             # Without --offline: pull the official base if possible, else fall back to Debian.
             build_shop_image(offline=True if offline else None)
-            from . import components  # Part II's components: pulled, or built here the same way
-
-            components.build_images(offline=True if offline else None)
+            build_component_images(offline=True if offline else None)
             return 0
     except LabError as error:
         print(f"error: {error}", file=sys.stderr)

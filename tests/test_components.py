@@ -20,14 +20,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from msalab import components, images, paths, ports
+from msalab import components, engine, images, paths, ports
 from msalab.errors import LabError
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module", autouse=True)
-def engine():
+def engine_running():
     if not images.docker_available():
         message = "no Docker engine is running (fix: make setup on Linux, or start Docker Desktop)"
         if os.environ.get("MSALAB_REQUIRE_DOCKER"):  # CI: a skip here would hide a broken setup
@@ -259,17 +259,17 @@ def test_require_on_a_stopped_component_names_the_start_command():
 
 
 def test_docker_down_says_how_to_start_it(monkeypatch):
-    monkeypatch.setattr(images, "docker_available", lambda: False)
+    monkeypatch.setattr(engine, "docker_available", lambda: False)
     with pytest.raises(LabError) as error:
         components.start("etcd")
-    assert "Docker" in error.value.problem and error.value.fix == images.DOCKER_FIX
+    assert "Docker" in error.value.problem and error.value.fix == engine.DOCKER_FIX
 
 
 def test_missing_image_names_the_command_that_builds_it(monkeypatch):
     """No image pullable, none built, and no Go to build one: say what to run."""
     monkeypatch.setattr(images, "image_present", lambda ref: False)
     monkeypatch.setattr(images, "_pull", lambda ref: False)
-    monkeypatch.setattr(components.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(images.shutil, "which", lambda tool: None)
     with pytest.raises(LabError) as error:
         components.image_for("loki")
     assert f"{components.spec('loki')['upstream']} cannot be pulled" in error.value.problem

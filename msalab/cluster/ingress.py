@@ -21,7 +21,7 @@ import yaml
 
 from .. import paths
 from ..errors import LabError
-from ..images import build_small_image
+from ..engine import build_small_image
 from . import gobuild
 
 OURS = paths.REPO / "cluster" / "addons" / "contour"

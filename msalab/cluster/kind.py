@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import time
 
-from .. import paths
+from .. import engine, paths
 from ..errors import LabError
 from . import gobuild, ingress
 
@@ -33,13 +33,9 @@ def kubeconfig_path():
 def node_image_available() -> tuple[bool, str]:
     """kind needs its node image: present locally, or pullable. Says why not."""
     image = spec()["node_image"]
-    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
+    if engine.image_present(image):
         return True, "node image present"
-    try:
-        pull = subprocess.run(["docker", "pull", image], capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired:
-        return False, "pulling the node image timed out (no registry reachable?)"
-    if pull.returncode == 0:
+    if engine.pull(image, timeout=120):
         return True, "node image pulled"
     return False, "kind's node image is not here and cannot be pulled (no container registry reachable)"
 

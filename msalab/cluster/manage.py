@@ -19,7 +19,9 @@ def _provider_record():
 
 def choose_provider() -> tuple[str, str]:
     """kind where kind and Docker work and images can be pulled; offline otherwise."""
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+    from .. import engine
+
+    if not engine.docker_available():
         return "offline", "Docker is not running, so kind cannot run"
     if kind.kind_binary() is None and shutil.which("go") is None:
         return "offline", "kind is not installed"

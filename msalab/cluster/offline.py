@@ -22,7 +22,7 @@ import psutil
 from .. import paths
 from ..errors import LabError
 from ..ports import is_free, who_uses
-from ..images import build_small_image
+from ..engine import build_small_image
 from . import gobuild, hostpaths, ingress, netfilter, pki
 
 NODE = "msalab-node"
@@ -125,6 +125,8 @@ def build_images(bins: dict[str, Path]) -> list[str]:
 def import_images(images: list[str], ctr: Path) -> None:
     """docker save | ctr import: the k3s air-gap idea, so pods never pull."""
     for image in images:
+        # The docker CLI, not the SDK: the two processes stream the tar pipe to pipe, where the
+        # SDK (Image.save) would copy every chunk of every image through this Python process.
         save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
         result = subprocess.run([str(ctr), "--address", str(CONTAINERD_SOCKET), "-n", "k8s.io", "images", "import", "-"],
                                 stdin=save.stdout, capture_output=True, text=True)
