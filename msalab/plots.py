@@ -130,3 +130,27 @@ def waterfall(spans: list[dict], title: str, ax=None):
     ax.set_title(title)
     ax.figure.tight_layout()
     return ax
+
+
+def layers(samples, fault_window: tuple[float, float], title: str):
+    """One incident in four layers on one time axis (msalab.incident.watch's samples), the
+    fault's window shaded in each: node CPU, pod CPU, the gateway's rates, ready pods."""
+    t = [s.t for s in samples]
+    fig, axes = plt.subplots(4, 1, figsize=(8, 7), sharex=True)
+    for ax, series, label in [(axes[0], [s.node_cpu_m for s in samples], "node CPU (m)\nmetrics-server"),
+                              (axes[1], [s.pod_cpu_m for s in samples], "catalog pod CPU (m)\ncAdvisor")]:
+        ax.plot(t, series, marker=".")
+        ax.set_ylabel(label, fontsize=8)
+    axes[2].plot(t, [s.requests_per_s for s in samples], marker=".", label="requests/s")
+    axes[2].plot(t, [s.errors_per_s for s in samples], marker=".", color="#e45756", label="errors/s")
+    axes[2].set_ylabel("gateway\n/metrics", fontsize=8)
+    axes[2].legend(fontsize=8)
+    axes[3].step(t, [s.ready_pods for s in samples], where="post")
+    axes[3].set_ylabel("ready catalog pods\nAPI", fontsize=8)
+    axes[3].set_ylim(-0.2, max(s.ready_pods for s in samples) + 0.5)
+    axes[3].set_xlabel("seconds")
+    for ax in axes:
+        ax.axvspan(*fault_window, color="#e45756", alpha=0.1)
+    axes[0].set_title(title)
+    fig.tight_layout()
+    return axes

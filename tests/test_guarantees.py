@@ -53,8 +53,13 @@ def test_crash_in_the_middle_of_an_order_leaves_nothing_half_written(fresh):
         fresh.restart("orders")
     # the recovery loop (SHOP_RECOVERY_AGE_S=1 in tests) gives the reserved units back
     assert wait_until(lambda: fresh.client.stock("p-0002").body.get("available") == before)
-    retry = fresh.client.order({"p-0002": 3}, key=key)
+    # The units come back before the saga records the order as undone; until then a retry with
+    # the same key is told 409 "being undone; retry in a few seconds", which a client follows.
+    replies = []
+    assert wait_until(lambda: replies.append(fresh.client.order({"p-0002": 3}, key=key)) or replies[-1].status != 409)
+    retry = replies[-1]
     assert retry.status == 201, retry
+    assert all(r.status == 409 and "being undone" in r.body.get("error", "") for r in replies[:-1]), replies
     assert fresh.client.stock("p-0002").body["available"] == before - 3
     assert fresh.client.orders(limit=500).body["total"] == 1
 

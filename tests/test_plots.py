@@ -93,3 +93,20 @@ def test_layout_is_done_on_the_axes_own_figure_not_the_current_one(draw):
     assert ax.get_position().bounds != default_position  # laid out
     assert other_ax.get_position().bounds == other_position  # untouched
     assert plt.gcf() is current
+
+
+def test_layers_draws_each_layer_on_one_time_axis_with_the_fault_shaded():
+    from msalab.incident import LayerSample
+
+    fault = (20, 35)
+    rows = [LayerSample(t=t, node_cpu_m=1000 + t, pod_cpu_m=50, requests_per_s=20,
+                        errors_per_s=10 if fault[0] <= t < fault[1] else 0, ready_pods=1) for t in range(3, 61, 3)]
+    axes = plots.layers(rows, fault, "one incident")
+    assert len(axes) == 4 and len({ax.get_shared_x_axes().get_siblings(axes[0])[0] for ax in axes}) == 1
+    errors = axes[2].get_lines()[1]
+    assert list(errors.get_xdata()) == [r.t for r in rows] and max(errors.get_ydata()) == 10
+    for ax in axes:  # the fault's window, shaded in every layer
+        (span,) = ax.patches
+        x0, x1 = span.get_x(), span.get_x() + span.get_width()
+        assert (x0, x1) == fault
+    assert axes[3].get_ylim()[1] > 1  # the ready line is not drawn on the top edge
