@@ -35,10 +35,6 @@ def gateway_counts(shop, route: str) -> tuple[float, float]:
     return total, total - promtext.total(text, "http_requests_total", route=route, status="200")
 
 
-def ready_pods(cluster, namespace: str, deployment: str) -> int:
-    return cluster.apps.read_namespaced_deployment(deployment, namespace).status.ready_replicas or 0
-
-
 def watch(cluster, namespace: str, shop, pod: str, service: str = "catalog", call=None, route: str = "/api/products",
           seconds: float = 60, every_s: float = 3, fault_window: tuple[float, float] = (20, 35),
           error_rate: float = 0.5, rate_per_s: float = 20) -> list[LayerSample]:
@@ -68,7 +64,7 @@ def watch(cluster, namespace: str, shop, pod: str, service: str = "catalog", cal
                 dt = now - last_t
                 samples.append(LayerSample(now, cluster.resource_usage("nodes")[node][0], pod_cpu_m,
                                            (counts[0] - last_counts[0]) / dt, (counts[1] - last_counts[1]) / dt,
-                                           ready_pods(cluster, namespace, service)))
+                                           cluster.ready_pods(namespace, service)))
                 last_t, last_counts = now, counts
     finally:
         faults.reset_faults()  # never leave the fault on, whatever stopped the watch

@@ -193,12 +193,14 @@ class Cluster:
                        if p.status.phase == "Running" and p.metadata.deletion_timestamp is None}
             memory = {pod: value / 2**20 for pod, (value, _) in
                       self.cadvisor_by_pod(namespace, "container_memory_working_set_bytes").items() if pod in running}
-            return memory if running and memory.keys() == running and all(memory.values()) else None
+            if running and memory.keys() == running and all(memory.values()):
+                found.update(memory)
+            return bool(found)
 
-        self.wait_until(lambda: measured() is not None,
-                        f"cAdvisor to measure every running pod of {namespace} (a new pod reads 0 until then)",
+        found: dict[str, float] = {}  # the reading that passed is the one returned: no second read
+        self.wait_until(measured, f"cAdvisor to measure every running pod of {namespace} (a new pod reads 0 until then)",
                         timeout_s, every_s=2)
-        return measured() or {}
+        return found
 
     def resource_usage(self, kind: str, namespace: str | None = None) -> dict[str, tuple[float, float]]:
         """metrics-server's view (`kubectl top`): name -> (CPU millicores, memory MiB) for
@@ -254,6 +256,10 @@ class Cluster:
             tls.load_cert_chain(cfg.cert_file, cfg.key_file)
         headers = {"Authorization": cfg.api_key["authorization"]} if cfg.api_key.get("authorization") else {}
         return ShopClient(url, timeout_s=10, verify=tls, headers=headers)
+
+    def ready_pods(self, namespace: str, deployment: str) -> int:
+        """The Deployment's ready pods, as the API reports them (`kubectl get deployment`)."""
+        return self.apps.read_namespaced_deployment(deployment, namespace).status.ready_replicas or 0
 
     def pods(self, namespace: str, app: str) -> list:
         return self.core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/name={app}").items

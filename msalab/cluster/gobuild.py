@@ -130,14 +130,10 @@ def build_kubernetes(version: str, staging_version: str, commands: list[str]) ->
 
 
 def _kubernetes_staging(version: str) -> tuple[list[str], str]:
-    """The staging modules k8s.io/kubernetes `version` requires (each minor adds some: 31 in
-    1.33, 33 in 1.36), and its godebug line, read from its own go.mod."""
-    result = subprocess.run(["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
-                            capture_output=True, text=True, env=_go_env(GOFLAGS=""))
-    if result.returncode != 0:
-        raise LabError(f"cannot download k8s.io/kubernetes {version}: {(result.stdout + result.stderr)[-300:]}",
-                       "check that the Go module proxy is reachable (go env GOPROXY)")
-    go_mod = json.loads(subprocess.run(["go", "mod", "edit", "-json", json.loads(result.stdout)["GoMod"]],
+    """The staging modules k8s.io/kubernetes `version` requires (minors add some: 1.36 added
+    streaming and cri-streaming), and its godebug line, read from its own go.mod."""
+    go_mod_path = _module_info("k8s.io/kubernetes", version)["GoMod"]
+    go_mod = json.loads(subprocess.run(["go", "mod", "edit", "-json", go_mod_path],
                                        capture_output=True, text=True, check=True, env=_go_env()).stdout)
     required = {r["Path"] for r in go_mod.get("Require") or []}
     # Only the required ones: a replace names a version the proxy must then serve, and some
@@ -203,14 +199,20 @@ def build_runc(version: str) -> Path:
     return _simple_build("runc", version, args, GOBIN=str(bin_dir), GOFLAGS="", CGO_ENABLED="1")
 
 
-def download_module(module: str, version: str) -> Path:
-    """The module's files in the Go module cache (read-only), from the Go module proxy."""
+def _module_info(module: str, version: str) -> dict:
+    """`go mod download -json` of the module: where its files (Dir) and go.mod (GoMod) are in
+    the Go module cache (read-only), fetched from the Go module proxy if needed."""
     result = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], capture_output=True, text=True,
                             env=_go_env(GOFLAGS=""))
     if result.returncode != 0:
         raise LabError(f"cannot download {module}@{version}: {(result.stdout + result.stderr).strip()[-300:]}",
                        "check that the Go module proxy is reachable (go env GOPROXY)")
-    return Path(json.loads(result.stdout)["Dir"])
+    return json.loads(result.stdout)
+
+
+def download_module(module: str, version: str) -> Path:
+    """The module's files in the Go module cache (read-only), from the Go module proxy."""
+    return Path(_module_info(module, version)["Dir"])
 
 
 def build_in_module(name: str, module: str, version: str, package: str, flags: tuple[str, ...] = (),
