@@ -31,7 +31,8 @@ def pinned_builds() -> list[str]:
     s = offline.spec()
     names = {"kubernetes": s["kubernetes"]["version"], "etcd": s["etcd"]["version"], "coredns": s["coredns"]["version"],
              "metrics-server": s["metrics-server"]["version"], "containerd": s["containerd"]["version"],
-             "runc": s["runc"]["version"], "contour": s["contour"]["version"], "pause": "1"}
+             "runc": s["runc"]["version"], "contour": s["contour"]["version"], "pause": "1",
+             "envoy-gateway": s["envoy-gateway"]["version"], "helm": s["helm"]["version"]}
     return [f"{name}-{version}" for name, version in names.items()]
 
 
@@ -51,9 +52,11 @@ def cold_build() -> float:
         os.environ.update(GOCACHE=f"{scratch}/build", GOMODCACHE=f"{scratch}/mod", MSALAB_CACHE=f"{scratch}/msalab")
         started = time.monotonic()
         offline.build_all()
-        from msalab.cluster import ingress
+        from msalab.cluster import gatewayapi, ingress
 
-        ingress.gobuild.go_install("contour", ingress.spec()["contour"]["command"], ingress.spec()["contour"]["version"])
+        ingress.contour_binary()
+        gatewayapi.envoy_gateway_binary()
+        gatewayapi.helm_binary()
         elapsed = time.monotonic() - started
         subprocess.run(["chmod", "-R", "u+w", scratch])  # the module cache is read-only
     for key in ("GOCACHE", "GOMODCACHE", "MSALAB_CACHE"):

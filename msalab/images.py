@@ -70,8 +70,10 @@ def course_images() -> list[tuple[str, str, str]]:
                          "python -m msalab images build --offline"))
     cluster = paths.versions()["cluster"]
     rows.append(("kind node", cluster["kind"]["node_image"], "pulled by kind (make cluster PROVIDER=kind)"))
-    for key in ("pause", "coredns", "metrics-server", "contour", "envoy"):
-        rows.append((f"cluster {key}", cluster[key]["image"], "pulled by kind; built by make cluster (offline)"))
+    pods = {key: cluster[key]["image"] for key in ("pause", "coredns", "metrics-server", "contour", "envoy", "envoy-gateway")}
+    pods["envoy-gateway's envoy"] = cluster["envoy-gateway"]["envoy"]["image"]
+    for key, image in pods.items():
+        rows.append((f"cluster {key}", image, "pulled by kind; built by make cluster (offline)"))
     for key, spec in paths.versions()["components"].items():
         offline = f"{spec['offline']['name']}:{spec['offline']['tag']}"
         same = offline == spec["upstream"]  # Envoy: built here under the upstream name, as the cluster does

@@ -38,6 +38,7 @@ class Cluster:
         self.autoscaling = client.AutoscalingV2Api(self.api)
         self.networking = client.NetworkingV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)  # Gateway API objects are custom resources
+        self.extensions = client.ApiextensionsV1Api(self.api)  # the CRDs that define them
         try:
             self.core.list_namespace(limit=1, _request_timeout=5)
         except Exception as err:  # noqa: BLE001: any failure here means the same to a learner
@@ -261,19 +262,34 @@ class Cluster:
         """The Deployment's ready pods, as the API reports them (`kubectl get deployment`)."""
         return self.apps.read_namespaced_deployment(deployment, namespace).status.ready_replicas or 0
 
+    def gateway_api_version(self) -> str:
+        """The Gateway API release whose CRDs the cluster has (their bundle-version annotation)."""
+        crd = self.extensions.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
+        return (crd.metadata.annotations or {}).get("gateway.networking.k8s.io/bundle-version", "(not annotated)")
+
     def pods(self, namespace: str, app: str) -> list:
         return self.core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/name={app}").items
 
 
 def ingress_url() -> str:
-    """Where the cluster's Envoy (Ingress and Gateway API) answers on this machine."""
+    """Where the cluster's Ingress controller (Contour's Envoy) answers on this machine."""
     return f"http://127.0.0.1:{paths.versions()['cluster']['ingress_host_port']}"
 
 
+def gateway_url() -> str:
+    """Where the cluster's Gateway API controller (Envoy Gateway's Envoy) answers on this machine."""
+    return f"http://127.0.0.1:{paths.versions()['cluster']['gateway_host_port']}"
+
+
 def ingress_client(host: str) -> ShopClient:
-    """The shop as a browser on this machine would reach it through the cluster's Envoy:
-    127.0.0.1:8080 with the route's host name in the Host header (no DNS entry needed)."""
+    """The shop as a browser on this machine would reach it through the Ingress: Contour's
+    Envoy on 127.0.0.1:8080, with the route's host name in the Host header (no DNS entry needed)."""
     return ShopClient(ingress_url(), timeout_s=5, headers={"Host": host})
+
+
+def gateway_client(host: str) -> ShopClient:
+    """The same through the course's Gateway: Envoy Gateway's Envoy on 127.0.0.1:8081."""
+    return ShopClient(gateway_url(), timeout_s=5, headers={"Host": host})
 
 
 class PodLoad:

@@ -27,7 +27,7 @@ NAMES = {
     "Kubernetes": "kubernetes", "kubelet": "kubernetes", "containerd": "containerd", "runc": "runc",
     "etcd": "etcd", "CoreDNS": "coredns", "metrics-server": "metrics_server", "Contour": "contour",
     "Gateway API": "gateway_api", "Envoy": "envoy", "kind": "kind", "Python": "python",
-    "Go": "go", "kubectl": "kubernetes",
+    "Go": "go", "kubectl": "kubernetes", "Envoy Gateway": "envoy_gateway", "Helm": "helm",
 }
 MENTION = re.compile(r"\b(" + "|".join(re.escape(n) for n in NAMES) + r")\s+(?:version\s+)?v?(\d+\.\d+(?:\.\d+)?)\b")
 
@@ -41,6 +41,10 @@ HISTORY = {
     ("book/part3/monitoring.md", "around Kubernetes 1.11"): "when Heapster was deprecated",
     ("book/part3/controllers.md", "Kubernetes 1.30 and later"): "since when preStop's sleep action is on by default",
     ("book/appendix/instructors.md", "Python 3.9"): "what older machines have, and why the course needs more",
+    ("book/part3/ingress-and-gateway-api.md", "taught Gateway API v1.3"): "the version earlier editions taught",
+    ("book/part3/ingress-and-gateway-api.md", "implements Gateway API v1.3"): "what Contour's newest release implements",
+    ("book/part3/ingress-and-gateway-api.md", "needs Go 1.27"): "what Gateway API v1.7's Go module needs",
+    ("book/part3/ingress-and-gateway-api.md", "the Kubernetes 1.37 libraries"): "what Gateway API v1.7's Go module needs",
 }
 
 

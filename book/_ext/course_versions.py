@@ -26,6 +26,8 @@ def substitutions(pins: dict) -> dict[str, str]:
         "metrics_server": cluster["metrics-server"]["version"],
         "contour": cluster["contour"]["version"],
         "gateway_api": cluster["gateway-api"]["version"],
+        "envoy_gateway": cluster["envoy-gateway"]["version"],
+        "helm": cluster["helm"]["version"],
         "envoy": cluster["envoy"]["pypi"].split("==")[1],
         "kind": cluster["kind"]["version"],
         "kind_node": cluster["kind"]["node_image"].split(":")[1].split("@")[0],

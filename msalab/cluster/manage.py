@@ -77,7 +77,7 @@ def kubectl_command() -> list[str]:
     if provider == "offline":
         return [str(offline.kubernetes_bin() / "kubectl"), f"--kubeconfig={kubeconfig()}"]
     if shutil.which("kubectl") is None:
-        raise LabError("kubectl is not installed", "install kubectl 1.33")
+        raise LabError("kubectl is not installed", kind.kubectl_fix())
     return ["kubectl", f"--kubeconfig={kubeconfig()}"]
 
 

@@ -23,7 +23,7 @@ from .. import paths
 from ..errors import LabError
 from ..ports import is_free, who_uses
 from ..engine import build_small_image
-from . import gobuild, hostpaths, ingress, netfilter, pki
+from . import gatewayapi, gobuild, hostpaths, ingress, netfilter, pki
 
 NODE = "msalab-node"
 TEMPLATES = paths.REPO / "cluster" / "offline"
@@ -343,7 +343,7 @@ def up(extra_images: list[str]) -> None:
     from .. import images as course_images
 
     glibc_base, _ = course_images.base_image(None)  # Envoy needs a C library: the shop's base
-    images = build_images(bins) + ingress.build_images(glibc_base) + extra_images
+    images = build_images(bins) + ingress.build_images(glibc_base) + gatewayapi.build_images(glibc_base) + extra_images
     home().mkdir(parents=True, exist_ok=True)
     netfilter.save_snapshot(netfilter_snapshot())  # before anything touches the rules
     hostpaths.save_snapshot(home() / "hostpaths-before.json")  # and before any kubelet runs
@@ -363,11 +363,13 @@ def up(extra_images: list[str]) -> None:
     _wait(f"node {NODE}", lambda: "True" in kubectl("get", "node", NODE, "-o",
                                                     "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
                                                     check=False).stdout, 120, "kubelet")
-    print("[addons] CoreDNS, metrics-server, Contour and Envoy (Ingress, Gateway API)", flush=True)
+    print("[addons] CoreDNS, metrics-server, Contour (Ingress), Envoy Gateway (Gateway API)", flush=True)
     kubectl("apply", "-f", str(ADDONS / "offline"), "-f", str(ADDONS / "metrics-server.yaml"))
     ingress.install(kubectl, wait=False)  # all add-ons start together; then wait for all
+    gatewayapi.install(kubectl, wait=False)
     wait_system_pods()
     ingress.wait_ready(kubectl)
+    gatewayapi.wait_ready(kubectl)
     print(f"[ready] cluster up in {time.monotonic() - started:.0f} s; kubeconfig: {kubeconfig_path()}", flush=True)
 
 

@@ -212,7 +212,7 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: shop}
 spec:
-  parentRefs: [{name: shop, namespace: projectcontour}]
+  parentRefs: [{name: shop, namespace: envoy-gateway-system}]
   hostnames: [shop.gateway.test]
   rules:
     - matches: [{path: {type: PathPrefix, value: /api/products}}]
@@ -222,18 +222,20 @@ spec:
 """
 
 
-@pytest.mark.parametrize("manifest, host", [(INGRESS, "shop.ingress.test"), (HTTP_ROUTE, "shop.gateway.test")],
-                         ids=["Ingress", "Gateway API"])
-def test_routes_by_path_from_the_host(cluster, shop_ns, manifest, host):
+@pytest.mark.parametrize("manifest, host, proxy", [(INGRESS, "shop.ingress.test", "ingress_url"),
+                                                   (HTTP_ROUTE, "shop.gateway.test", "gateway_url")],
+                         ids=["Ingress (Contour)", "Gateway API (Envoy Gateway)"])
+def test_routes_by_path_from_the_host(cluster, shop_ns, manifest, host, proxy):
     import httpx
 
-    from msalab.k8s import ingress_url
+    from msalab import k8s
 
+    url = getattr(k8s, proxy)()
     cluster.kubectl("apply", "-n", shop_ns, "-f", "-", input_text=manifest)
 
     def served_by(path: str) -> str:
         try:
-            answer = httpx.get(f"{ingress_url()}{path}", headers={"Host": host}, timeout=3)
+            answer = httpx.get(f"{url}{path}", headers={"Host": host}, timeout=3)
         except httpx.HTTPError:
             return ""
         return answer.headers.get("x-served-by", "") if answer.status_code == 200 else ""
@@ -242,3 +244,20 @@ def test_routes_by_path_from_the_host(cluster, shop_ns, manifest, host):
                        f"{host}/api/products to reach the catalog", 90, every_s=2)
     assert served_by("/api/inventory/p-0001").startswith("inventory/")
     assert served_by("/api/orders") == ""  # no rule for it: the proxy answers 404
+
+
+def test_gateway_api_is_the_version_the_book_teaches(cluster):
+    """The CRDs in the cluster carry the pinned bundle version, the Standard kinds that became
+    GA after v1.3 are served, and Envoy Gateway (not Contour) has accepted the course's class."""
+    from msalab import paths
+
+    pinned = paths.versions()["cluster"]["gateway-api"]["version"]
+    bundle = cluster.kubectl("get", "crd", "httproutes.gateway.networking.k8s.io", "-o",
+                             "jsonpath={.metadata.annotations.gateway\\.networking\\.k8s\\.io/bundle-version}")
+    assert bundle == pinned
+    served = cluster.kubectl("api-resources", "--api-group=gateway.networking.k8s.io", "-o", "name").split()
+    for kind in ("backendtlspolicies", "listenersets", "tlsroutes", "tcproutes", "udproutes"):
+        assert f"{kind}.gateway.networking.k8s.io" in served, kind
+    accepted = cluster.kubectl("get", "gatewayclass", "envoy-gateway", "-o",
+                               "jsonpath={.status.conditions[?(@.type=='Accepted')].status}")
+    assert accepted == "True"
