@@ -123,17 +123,20 @@ def build_images(bins: dict[str, Path]) -> list[str]:
 
 
 def import_images(images: list[str], ctr: Path) -> None:
-    """docker save | ctr import: the k3s air-gap idea, so pods never pull."""
-    for image in images:
-        # The docker CLI, not the SDK: the two processes stream the tar pipe to pipe, where the
-        # SDK (Image.save) would copy every chunk of every image through this Python process.
-        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-        result = subprocess.run([str(ctr), "--address", str(CONTAINERD_SOCKET), "-n", "k8s.io", "images", "import", "-"],
-                                stdin=save.stdout, capture_output=True, text=True)
-        save.wait()
-        if result.returncode != 0:
-            raise LabError(f"importing {image} into containerd failed: {result.stderr[-300:]}",
-                           "python -m msalab cluster down, then up again")
+    """docker save | ctr import: the k3s air-gap idea, so pods never pull.
+    One archive for all images: a layer they share (the Debian base of the shop and both
+    Envoys) is written and unpacked once, which takes about a third off the import."""
+    # The docker CLI, not the SDK: the two processes stream the tar pipe to pipe, where the
+    # SDK (Image.save) would copy every chunk of every image through this Python process.
+    save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    result = subprocess.run([str(ctr), "--address", str(CONTAINERD_SOCKET), "-n", "k8s.io", "images", "import", "-"],
+                            stdin=save.stdout, capture_output=True, text=True)
+    save.stdout.close()
+    saved = save.wait() == 0
+    if not saved or result.returncode != 0:
+        reason = save.stderr.read().decode(errors="replace") if not saved else result.stderr
+        raise LabError(f"importing the images {', '.join(images)} into containerd failed: {reason.strip()[-300:]}",
+                       "docker images (each must be listed), then python -m msalab cluster down and up again")
     print(f"[images] {len(images)} image(s) imported into containerd", flush=True)
 
 
