@@ -70,8 +70,9 @@ def course_images() -> list[tuple[str, str, str]]:
                          "python -m msalab images build --offline"))
     cluster = paths.versions()["cluster"]
     rows.append(("kind node", cluster["kind"]["node_image"], "pulled by kind (make cluster PROVIDER=kind)"))
-    pods = {key: cluster[key]["image"] for key in ("pause", "coredns", "metrics-server", "contour", "envoy", "envoy-gateway")}
-    pods["envoy-gateway's envoy"] = cluster["envoy-gateway"]["envoy"]["image"]
+    pods = {key: cluster[key]["image"] for key in ("pause", "coredns", "metrics-server", "contour", "envoy-gateway")}
+    pods["envoy (Contour's, and Part II's)"] = cluster["envoy"]["image"]
+    pods["envoy (Envoy Gateway's)"] = cluster["envoy-gateway"]["envoy"]["image"]
     for key, image in pods.items():
         rows.append((f"cluster {key}", image, "pulled by kind; built by make cluster (offline)"))
     for key, spec in paths.versions()["components"].items():
@@ -336,9 +337,9 @@ def build_component_binary(name: str) -> Path:
 def build_component_image(name: str, offline: bool | None = None) -> str:
     """The offline image: Envoy is the cluster's image; the others one static binary FROM scratch."""
     if component_spec(name)["build"] == "envoy":
-        from .cluster import ingress
+        from .cluster import addons
 
-        return ingress.build_envoy_image(base_image(True if offline else None)[0])
+        return addons.build_envoy_image(base_image(True if offline else None)[0], paths.versions()["cluster"]["envoy"])
     ref, binary, target = component_offline_ref(name), build_component_binary(name), component_spec(name)["binary"]
     engine.build_small_image(ref, {binary.name: binary}, f"FROM scratch\nCOPY {binary.name} {target}\n"
                              f"USER {COMPONENT_USER}\nENTRYPOINT [\"{target}\"]\n")

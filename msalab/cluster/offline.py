@@ -35,6 +35,9 @@ CONTAINERD_SOCKET = CONTAINERD_STATE / "containerd.sock"
 # port -> the process of ours that listens there (an earlier `up` of ours may hold it)
 PORTS = {2379: "etcd", 2380: "etcd", 6443: "kube-apiserver", 10250: "kubelet", 10257: "kube-controller-manager",
          10259: "kube-scheduler", 10256: "kube-proxy"}
+# Host ports the Envoys take through the portmap plugin (iptables DNAT, no socket): a program
+# listening there would be shadowed without a word, so it must be stopped first.
+HOST_PORTS = {"ingress_host_port": "Contour's Envoy (Ingress)", "gateway_host_port": "Envoy Gateway's Envoy (Gateway API)"}
 START_ORDER = ["containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
                "kube-proxy"]
 
@@ -87,6 +90,8 @@ def preflight() -> None:
     ours = _running()
     busy = [f"{port} (for {name}; used by {who_uses(port)})" for port, name in PORTS.items()
             if name not in ours and not is_free(port, "0.0.0.0")]
+    busy += [f"{spec()[key]} (for {name}; used by {who_uses(spec()[key])})" for key, name in HOST_PORTS.items()
+             if not is_free(spec()[key], "0.0.0.0")]
     if busy:
         raise LabError(f"ports the cluster needs are in use: {', '.join(busy)}",
                        "python -m msalab cluster down (if an earlier cluster is left), or stop those programs")
@@ -134,7 +139,8 @@ def import_images(images: list[str], ctr: Path) -> None:
     save.stdout.close()
     saved = save.wait() == 0
     if not saved or result.returncode != 0:
-        reason = save.stderr.read().decode(errors="replace") if not saved else result.stderr
+        # ctr's own error first: when it stops early, docker save only reports a broken pipe.
+        reason = result.stderr if result.returncode != 0 else save.stderr.read().decode(errors="replace")
         raise LabError(f"importing the images {', '.join(images)} into containerd failed: {reason.strip()[-300:]}",
                        "docker images (each must be listed), then python -m msalab cluster down and up again")
     print(f"[images] {len(images)} image(s) imported into containerd", flush=True)
@@ -347,6 +353,8 @@ def up(extra_images: list[str]) -> None:
 
     glibc_base, _ = course_images.base_image(None)  # Envoy needs a C library: the shop's base
     images = build_images(bins) + ingress.build_images(glibc_base) + gatewayapi.build_images(glibc_base) + extra_images
+    # Rendered before the host is changed: a proxy or Helm failure stops `up` with nothing to undo.
+    ingress_docs, gateway_docs = ingress.manifests(), gatewayapi.manifests()
     home().mkdir(parents=True, exist_ok=True)
     netfilter.save_snapshot(netfilter_snapshot())  # before anything touches the rules
     hostpaths.save_snapshot(home() / "hostpaths-before.json")  # and before any kubelet runs
@@ -368,8 +376,8 @@ def up(extra_images: list[str]) -> None:
                                                     check=False).stdout, 120, "kubelet")
     print("[addons] CoreDNS, metrics-server, Contour (Ingress), Envoy Gateway (Gateway API)", flush=True)
     kubectl("apply", "-f", str(ADDONS / "offline"), "-f", str(ADDONS / "metrics-server.yaml"))
-    ingress.install(kubectl, wait=False)  # all add-ons start together; then wait for all
-    gatewayapi.install(kubectl, wait=False)
+    ingress.install(kubectl, ingress_docs, wait=False)  # all add-ons start together; then wait for all
+    gatewayapi.install(kubectl, gateway_docs, wait=False)
     wait_system_pods()
     ingress.wait_ready(kubectl)
     gatewayapi.wait_ready(kubectl)
