@@ -43,6 +43,7 @@ HISTORY = {
     ("book/part3/controllers.md", "Kubernetes 1.30 and later"): "since when preStop's sleep action is on by default",
     ("book/appendix/instructors.md", "Python 3.9"): "what older machines have, and why the course needs more",
     ("book/part3/ingress-and-gateway-api.md", "taught Gateway API v1.3"): "the version earlier editions taught",
+    ("book/appendix/setup.md", "| Kubernetes 1.33, containerd 1.6,"): "the cluster measured before the move to 1.36",
     ("book/part3/ingress-and-gateway-api.md", "implements Gateway API v1.3"): "what Contour's newest release implements",
     ("book/part3/ingress-and-gateway-api.md", "needs Go 1.27"): "what Gateway API v1.7's Go module needs",
     ("book/part3/ingress-and-gateway-api.md", "the Kubernetes 1.37 libraries"): "what Gateway API v1.7's Go module needs",
