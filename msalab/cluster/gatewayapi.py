@@ -41,9 +41,9 @@ def manifests() -> list[dict]:
     """The chart's objects (CRDs first), then the course's own, pinned."""
     docs = _rendered_chart()
     _check_bundle_version(docs)
-    ours = addons.ours(OURS)
+    ours, s = addons.ours(OURS), spec()  # spec() parses versions.yaml: once, not per object
     for doc in ours:
-        _pin(doc, spec(), ours)
+        _pin(doc, s, ours)
     return docs + ours
 
 
