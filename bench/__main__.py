@@ -5,7 +5,8 @@
 - requests per second of the catalog service pinned to one core (wrk on the other core);
 - the gateway's added latency on a product lookup (sequential requests, no queueing);
 - Part II (needs Docker): a sidecar Envoy's latency, CPU and memory under fortio at
-  1000 req/s, and the latency an Envoy API gateway adds.
+  1000 req/s, and the latency an Envoy API gateway adds;
+- Part IV (needs the course cluster up): the mesh's cost and istiod's push time (bench/mesh.py).
 All traffic goes to 127.0.0.1. No targets yet: later work is compared with these figures.
 """
 
@@ -92,7 +93,14 @@ def main() -> int:
     from bench import components
 
     print_table(("benchmark", "what", "result"), memory_and_orders() + [catalog_rps()] + components.rows())
-    return 0
+    from msalab.cluster import manage
+
+    if manage.current_provider() is None:  # the mesh needs the course cluster
+        print("\nthe mesh's cost: not measured, no course cluster is up (make cluster, then make bench-mesh)")
+        return 0
+    from bench import mesh
+
+    return mesh.main()
 
 
 if __name__ == "__main__":

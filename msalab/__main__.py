@@ -1,4 +1,5 @@
-"""Command line: python -m msalab doctor | shop status | shop stop | components status | clean | images ..."""
+"""Command line: python -m msalab doctor | shop status | shop stop | components status | clean | images ...
+| cluster up|down|status | kubectl -- ARGS | mesh install|status|uninstall | istioctl -- ARGS"""
 
 from __future__ import annotations
 
@@ -30,10 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument("--provider", choices=["kind", "offline"], help="default: kind where it can run, else offline")
     kubectl = sub.add_parser("kubectl", help="kubectl of the cluster's version against the course cluster")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
+    mesh = sub.add_parser("mesh", help="Part IV's service mesh (Istio) on the course cluster")
+    mesh.add_argument("action", choices=["install", "status", "uninstall", "build"],
+                      help="build: only build Istio's binaries from the Go module proxy (cached; no cluster needed)")
+    istioctl = sub.add_parser("istioctl", help="istioctl of the course's Istio against the course cluster")
+    istioctl.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
     if args.command in ("cluster", "kubectl"):
         return cluster_command(args)
+    if args.command in ("mesh", "istioctl"):
+        return mesh_command(args)
 
     if args.command == "doctor":
         return doctor.run()
@@ -91,6 +99,37 @@ def cluster_command(args) -> int:
             print(json.dumps(manage.status(), indent=2))
         else:
             print(manage.kubeconfig())
+    except LabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def mesh_command(args) -> int:
+    import os
+    import subprocess
+
+    from .cluster import manage, mesh
+    from .errors import LabError
+
+    try:
+        if args.command == "istioctl":
+            rest = args.args[1:] if args.args[:1] == ["--"] else args.args
+            return subprocess.call([str(mesh.istioctl()), f"--kubeconfig={manage.kubeconfig()}", *rest], env=os.environ)
+        if args.action == "build":
+            print("\n".join(f"{name}: {path}" for name, path in mesh.build_binaries().items()))
+        elif args.action == "install":
+            print(mesh.install())
+        elif args.action == "uninstall":
+            left = mesh.uninstall()
+            print("Istio removed: no CRD, webhook, GatewayClass or namespace of it is left" if not left
+                  else f"still there after uninstall: {', '.join(left)}")
+            return 1 if left else 0
+        else:
+            findings = mesh.status()
+            for ok, what, fix in findings:
+                print(f"[{'ok  ' if ok else 'FAIL'}] {what}" + ("" if ok else f"\n       fix: {fix}"))
+            return 0 if all(ok for ok, _, _ in findings) else 1
     except LabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -97,8 +97,24 @@ def cluster_metrics() -> list[Finding]:
                     + "\n".join("       " + line for line in why.splitlines()), podmetrics.FIX, blocking=False)]
 
 
+def mesh() -> list[Finding]:
+    """With the course cluster up and Istio installed: is the mesh ready (Part IV)?"""
+    from .cluster import manage
+    from .cluster import mesh as istio
+
+    if manage.current_provider() is None:
+        return []
+    try:
+        if not istio.installed():
+            return []  # Part IV's lab IV.1 installs it; nothing is wrong before that
+        return [Finding(ok, f"mesh: {what}", fix, blocking=False) for ok, what, fix in istio.status()]
+    except Exception as err:  # noqa: BLE001: whatever failed, the finding says it
+        return [Finding(False, f"mesh: cannot read its state ({err.__class__.__name__}: {str(err)[:200]})",
+                        "python -m msalab mesh status", blocking=False)]
+
+
 def run() -> int:
-    findings = [python_version(), packages(), memory(), disk(), *lab_ports(), docker(), *cluster_metrics()]
+    findings = [python_version(), packages(), memory(), disk(), *lab_ports(), docker(), *cluster_metrics(), *mesh()]
     for f in findings:
         mark = "ok  " if f.ok else ("FAIL" if f.blocking else "warn")
         print(f"[{mark}] {f.what}")

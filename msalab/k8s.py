@@ -246,6 +246,10 @@ class Cluster:
         """A ShopClient that reaches a Service through the API server's service proxy."""
         return self._proxy_client(self.service_url(namespace, service))
 
+    def service_client(self, namespace: str, service: str, port: str) -> ShopClient:
+        """An HTTP client for any Service port (by its name), through the API server's service proxy."""
+        return self._proxy_client(self.service_url(namespace, service, port))
+
     def pod_client(self, namespace: str, pod: str, port: int = 8080) -> ShopClient:
         """A ShopClient for one pod (its fault knobs, say), through the API server's pod proxy."""
         return self._proxy_client(f"{self.api.configuration.host}/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy")

@@ -48,3 +48,10 @@ def data_dir(deployment: str) -> Path:
 
 def versions() -> dict:
     return yaml.safe_load((REPO / "versions.yaml").read_text())
+
+
+def kind_only_labs() -> dict[str, str]:
+    """Labs that need kind with internet access (labs/kind-only.yaml): lab path under labs/ -> why."""
+    import yaml
+
+    return yaml.safe_load((REPO / "labs" / "kind-only.yaml").read_text()) or {}

@@ -154,3 +154,28 @@ def layers(samples, fault_window: tuple[float, float], title: str):
     axes[0].set_title(title)
     fig.tight_layout()
     return axes
+
+
+def success_per_second(runs: dict[str, list[tuple[float, float, int]]], fault_at_s: float, title: str):
+    """For each run, per second of the load: the share of the calls sent that got a 200 (top)
+    and the slowest of them (bottom), so both failures and waiting show."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.2), sharex=True)
+    for colour, (name, samples) in zip(_OK_COLOURS, runs.items()):
+        per_second: dict[int, list[tuple[float, int]]] = {}
+        for sent, took, status in samples:
+            per_second.setdefault(int(sent), []).append((took, status))
+        seconds = sorted(per_second)
+        top.plot(seconds, [100 * sum(s == 200 for _, s in per_second[x]) / len(per_second[x]) for x in seconds],
+                 label=name, color=colour)
+        bottom.plot(seconds, [max(t for t, _ in per_second[x]) for x in seconds], label=name, color=colour)
+    for ax in (top, bottom):
+        ax.axvline(fault_at_s, color="#e45756", linestyle="--", linewidth=1)
+    top.annotate("one pod hangs", (fault_at_s, 5), xytext=(4, 0), textcoords="offset points", color="#e45756")
+    top.set_ylabel("calls that succeeded, %")
+    top.set_ylim(0, 105)
+    top.set_title(title)
+    top.legend(loc="lower right")
+    bottom.set_ylabel("slowest call, s")
+    bottom.set_xlabel("second of the load in which the call was sent")
+    fig.tight_layout()
+    return fig

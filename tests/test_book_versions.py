@@ -27,7 +27,7 @@ NAMES = {
     "Kubernetes": "kubernetes", "kubelet": "kubernetes", "containerd": "containerd", "runc": "runc",
     "etcd": "etcd", "CoreDNS": "coredns", "metrics-server": "metrics_server", "Contour": "contour",
     "Gateway API": "gateway_api", "Envoy": "envoy", "kind": "kind", "Python": "python",
-    "Go": "go", "kubectl": "kubernetes", "Envoy Gateway": "envoy_gateway", "Helm": "helm",
+    "Go": "go", "kubectl": "kubernetes", "Envoy Gateway": "envoy_gateway", "Helm": "helm", "Istio": "istio",
 }
 # A mention: "kubectl 1.36", or "**kubectl** 1.36" where the name is in bold.
 MENTION = re.compile(r"\b(" + "|".join(re.escape(n) for n in NAMES) + r")(?:\*\*)?\s+(?:version\s+)?v?(\d+\.\d+(?:\.\d+)?)\b")
@@ -47,6 +47,33 @@ HISTORY = {
     ("book/part3/ingress-and-gateway-api.md", "implements Gateway API v1.3"): "what Contour's newest release implements",
     ("book/part3/ingress-and-gateway-api.md", "needs Go 1.27"): "what Gateway API v1.7's Go module needs",
     ("book/part3/ingress-and-gateway-api.md", "the Kubernetes 1.37 libraries"): "what Gateway API v1.7's Go module needs",
+    ("book/part2/resilience.md", "Istio 1.24 the default no longer retries"): "when Istio's default retry policy changed",
+    ("book/part2/service-mesh.md", "generally available in Istio 1.24"): "when ambient mode became GA",
+    ("book/part2/service-mesh.md", "Istio 1.16.2) stated"): "the release of an older published performance figure",
+    ("book/part2/service-mesh.md", "measured on **Istio 1.24**"): "the release of Istio's newest published performance figures",
+    ("book/part2/service-mesh.md", "Using Istio 1.24's figures"): "the release of Istio's newest published performance figures",
+    ("book/part4/index.md", "Since **Istio 1.5 (2020)**"): "when istiod replaced Pilot, Mixer, Citadel and Galley",
+    ("book/part4/index.md", "**removed in Istio 1.8**"): "when Mixer was removed",
+    ("book/part4/index.md", "stable since Istio 1.24"): "when ambient mode became GA",
+    ("book/part4/architecture.md", "Since Istio 1.5 (2020)"): "when istiod replaced Pilot, Citadel, Galley and the injector",
+    ("book/part4/architecture.md", "removed in Istio 1.8"): "when Mixer was removed",
+    ("book/part4/interception.md", "by default since Istio 1.27"): "when native sidecars became Istio's default",
+    ("book/part4/interception.md", "kubelet is Kubernetes 1.33"): "the kubelet release Istio's injector requires for native sidecars",
+    ("book/part4/interception.md", "on nodes of Kubernetes 1.33"): "the kubelet release Istio's injector requires for native sidecars",
+    ("book/part4/interception.md", "available since Istio 1.24"): "when ambient mode became GA",
+    ("book/part4/traffic-management.md", "Since Istio 1.28 istiod tells Envoy"): "when mirrored requests stopped getting -shadow",
+    ("book/part4/traffic-management.md", "since Istio 1.28 their host"): "when mirrored requests stopped getting -shadow",
+    ("book/part4/traffic-management.md", "available since Gateway API v1.1"): "when GAMMA (routes on a Service) became Standard",
+    ("book/part4/resilience.md", "Before Istio 1.24 the default retry policy"): "when Istio's default retry policy stopped retrying 503",
+    ("book/part4/costs.md", "| Istio 1.16.2 (the same figures on the pages"): "the release of an older published performance figure",
+    ("book/part4/costs.md", "| Istio 1.24 (the current page's summary)"): "the release of Istio's newest published performance figures",
+    ("book/part4/costs.md", "(Istio 1.24's latency charts"): "the release of Istio's newest published performance figures",
+    ("book/part4/costs.md", "With Istio 1.24's published figures"): "the release of Istio's newest published performance figures",
+    ("book/part4/costs.md", "at p90 for Istio 1.16.2)"): "the release of an older published performance figure",
+    ("book/part4/costs.md", "Using Istio 1.24's published figures"): "the release of Istio's newest published performance figures",
+    ("book/part4/costs.md", "2.65 ms (Istio 1.16.2, at p90)"): "the release of an older published performance figure",
+    ("book/part4/costs.md", "at p90 for Istio 1.16.2 (and the pages"): "the release of an older published performance figure",
+    ("book/part4/costs.md", "12 MB per ztunnel for Istio 1.24."): "the release of Istio's newest published performance figures",
 }
 
 

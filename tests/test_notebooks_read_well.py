@@ -101,7 +101,10 @@ def test_no_nbval_marker_in_the_code(notebook):
                        f"use the cell tag instead (# NBVAL_CHECK_OUTPUT -> {CHECK_TAG})")
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lab_id)
+KIND_ONLY = paths.kind_only_labs()  # never run here: committed without outputs, skipped by CI by name
+
+
+@pytest.mark.parametrize("notebook", [n for n in NOTEBOOKS if lab_id(n) not in KIND_ONLY], ids=lab_id)
 def test_every_check_cell_is_compared_by_nbval(notebook):
     """--nbval-lax compares only tagged cells, and only those with a stored output."""
     untagged, unrun = [], []
@@ -115,3 +118,12 @@ def test_every_check_cell_is_compared_by_nbval(notebook):
     assert not unrun, f"{lab_id(notebook)}: tagged cells {unrun} have no stored output to compare (make labs)"
     assert any(CALLS_CHECK.search(cell.source) for _, cell in cells(notebook, "code")), \
         f"{lab_id(notebook)} has no check cell"
+
+
+@pytest.mark.parametrize("lab", sorted(KIND_ONLY))
+def test_a_kind_only_lab_says_so_first_and_stores_no_output(lab):
+    """A lab that cannot run here has no outputs that a run here could have produced, and its
+    first cell tells the learner where it runs."""
+    notebook = nbformat.read(LABS / lab, as_version=4)
+    assert "kind" in notebook.cells[0].source[:600], f"{lab}: say at the top that it needs kind"
+    assert not any(cell.get("outputs") or cell.get("execution_count") for cell in notebook.cells if cell.cell_type == "code")

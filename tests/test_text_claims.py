@@ -128,3 +128,79 @@ def test_the_instructors_part_one_plan_uses_the_labs_own_times():
     assert labs == {lab: lab_time(lab) for lab in labs} and len(labs) == 4
     total = sum(int(minutes) for _, _, minutes in rows)
     assert f"Part I fits in one afternoon: {quarter_hours(total)} in all" in text, total
+
+
+# --- Part IV: what the chapters quote from the labs' stored runs ------------------------------
+
+PART4_CHAPTER_LABS = ["part4/architecture", "part4/interception", "part4/traffic-management", "part4/resilience",
+                      "part4/security", "part4/telemetry", "part4/troubleshooting", "part4/costs"]
+
+
+@pytest.mark.parametrize("chapter", PART4_CHAPTER_LABS)
+def test_a_part_four_chapter_quotes_its_labs_own_time(chapter):
+    _, labs = chapter_times(chapter)
+    assert labs, f"book/{chapter}.md: its Time line names no lab"
+    assert labs == {lab: lab_time(lab) for lab in labs}
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+# (chapter, lab, a pattern over the lab's outputs, the chapter's words with the groups it matched)
+# The figures come from one run; a re-run changes them, and this fails until the chapter
+# says what the stored run shows.
+PART4_FIGURES = [
+    ("traffic-management", "02-traffic-management", r"200 calls, no rule: \{'v1': (\d+), 'v2': (\d+)\}",
+     "were answered {0} times by v1 and {1} times by v2"),
+    ("traffic-management", "02-traffic-management", r"200 calls, no rule: \{'v1': \d+, 'v2': (\d+)\}",
+     "({0} of 200 in the lab's first step)"),
+    ("traffic-management", "02-traffic-management", r"400 calls: \{'v1': \d+, 'v2': (\d+)\}; v2 must",
+     "the VirtualService gave v2 {0} of the 400 calls"),
+    ("traffic-management", "02-traffic-management", r"400 calls: \{'v1': \d+, 'v2': \d+\}; v2 must.*?"
+     r"400 calls: \{'v1': \d+, 'v2': (\d+)\}; v2 must", "400 calls gave v2 {0}, inside the same band"),
+    ("traffic-management", "02-traffic-management", r"50 calls answered by: \{'v1': (\d+)\} \| v2's proxy received (\d+) copies",
+     "v1 answered all {0} calls, and v2's proxy completed {1} requests more"),
+    ("traffic-management", "02-traffic-management", r"v2 must be within (\d+)\.\.(\d+)", "{0} to {1} requests to v2"),
+    ("interception", "01-install-and-interception", r"upstream_rq_completed: (\d+) -> (\d+)", "it went from {0} to {1}"),
+    ("troubleshooting", "06-troubleshooting", r"100 calls to the catalog: \{'v1': (\d+), 'HTTP 503': (\d+)\}",
+     "100 calls gave {0} answers from v1 and {1} such 503s"),
+] + [("resilience", "03-resilience", rf"{way}: \{{'success rate %': ([\d.]+), 'p99 s': ([\d.]+), 'slowest s': ([\d.]+), "
+      r"'time to recover s': ([\d.]+)\}", f"| {row} | {{0}} % | {{1}} s (slowest {{2}} s) | {{3}} s |")
+     for way, row in (("Kubernetes alone", "(a) Kubernetes alone"), ("application library", "(b) the library"),
+                      ("the mesh", "(c) the mesh"))]
+
+
+@pytest.mark.parametrize("chapter, lab, pattern, words", PART4_FIGURES, ids=lambda v: str(v)[:40])
+def test_part_four_chapters_quote_their_labs_stored_run(chapter, lab, pattern, words):
+    found = re.search(pattern, lab_outputs(f"labs/part4/{lab}.ipynb"), re.S)
+    assert found, f"labs/part4/{lab}.ipynb: no output matches {pattern!r}; re-run the lab (make labs) or fix the pattern"
+    expected = words.format(*found.groups())
+    assert flat(expected) in flat(page(f"book/part4/{chapter}.md")), f"book/part4/{chapter}.md should say: {expected}"
+
+
+def lab_code_and_outputs(path: str) -> str:
+    """What a lab runs and what it printed: a name it reads (a counter) may be only in its code."""
+    notebook = nbformat.read(REPO / path, as_version=4)
+    return "\n".join([cell.source for cell in notebook.cells if cell.cell_type == "code"] + [lab_outputs(path)])
+
+
+# Lines and names a chapter shows as a lab's own, which do not change from run to run.
+PART4_VERBATIM = [
+    ("interception", "01-install-and-interception", r"^-A (?:PREROUTING|OUTPUT|ISTIO_\w+) .*$"),
+    ("troubleshooting", "06-troubleshooting", r"^Error \[IST\d+\] .*$"),
+    ("interception", "01-install-and-interception", r"cluster\.inbound\|8080\|\|;\.upstream_rq_\w+"),
+    ("traffic-management", "02-traffic-management", r"cluster\.inbound\|8080\|\|;\.upstream_rq_\w+"),
+    ("troubleshooting", "01-install-and-interception", r"cluster\.inbound\|8080\|\|;\.upstream_rq_\w+"),
+    ("security", "04-security", r"http\.inbound_0\.0\.0\.0_8080;\.rbac\.\w+"),
+    ("troubleshooting", "04-security", r"http\.inbound_0\.0\.0\.0_8080;\.rbac\.\w+"),
+]
+
+
+@pytest.mark.parametrize("chapter, lab, pattern", PART4_VERBATIM)
+def test_part_four_chapters_show_what_their_labs_print(chapter, lab, pattern):
+    shown = re.findall(pattern, page(f"book/part4/{chapter}.md"), re.M)
+    printed = set(re.findall(pattern, lab_code_and_outputs(f"labs/part4/{lab}.ipynb"), re.M))
+    assert shown, f"book/part4/{chapter}.md shows nothing matching {pattern!r}"
+    assert printed, f"labs/part4/{lab}.ipynb has nothing matching {pattern!r}; re-run the lab (make labs)"
+    assert set(shown) == printed, f"book/part4/{chapter}.md and the lab differ: {sorted(set(shown) ^ printed)}"

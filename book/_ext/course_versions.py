@@ -31,11 +31,13 @@ def substitutions(pins: dict) -> dict[str, str]:
         "envoy": cluster["envoy"]["pypi"].split("==")[1],
         "kind": cluster["kind"]["version"],
         "kind_node": cluster["kind"]["node_image"].split(":")[1].split("@")[0],
+        "istio": pins["mesh"]["istio"]["release"],
+        "istio_offline": pins["mesh"]["istio"]["offline_tag"],
         "python": pins["python"],
         "go": pins["go"],
     }
     found = {name: version.lstrip("v") for name, version in found.items()}
-    for name in ("kubernetes", "containerd", "gateway_api", "kind_node"):
+    for name in ("kubernetes", "containerd", "gateway_api", "kind_node", "istio"):
         found[f"{name}_minor"] = ".".join(found[name].split(".")[:2])
     return found
 

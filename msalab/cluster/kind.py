@@ -59,8 +59,7 @@ def up(images: list[str]) -> None:
     else:
         _require_port_mappings(name)
         subprocess.run([binary, "export", "kubeconfig", "--name", name, "--kubeconfig", str(kubeconfig)], check=True)
-    for image in images:  # the cluster never pulls the course's own images
-        subprocess.run([binary, "load", "docker-image", image, "--name", name], check=True, capture_output=True)
+    load_images(images)  # the cluster never pulls the course's own images
 
     def run_kubectl(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
         result = subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", *args], capture_output=True,
@@ -113,3 +112,11 @@ def is_up() -> bool:
     binary = kind_binary()
     return bool(binary) and spec()["cluster_name"] in subprocess.run(
         [binary, "get", "clusters"], capture_output=True, text=True).stdout.split()
+
+
+def load_images(images: list[str]) -> None:
+    """kind load docker-image: copies each image into the node's containerd."""
+    binary = kind_binary()
+    for image in images:
+        subprocess.run([binary, "load", "docker-image", image, "--name", spec()["cluster_name"]], check=True,
+                       capture_output=True)

@@ -52,6 +52,17 @@ def up(provider: str | None = None) -> str:
     return provider
 
 
+def load_images(images: list[str]) -> None:
+    """Docker images into the running cluster's container runtime, so pods never pull them."""
+    provider = current_provider()
+    if provider == "offline":
+        offline.import_images(images, offline.containerd_bin() / "ctr")
+    elif provider == "kind":
+        kind.load_images(images)
+    else:
+        raise LabError("no course cluster is running", "make cluster   (python -m msalab cluster up)")
+
+
 def down() -> list[str]:
     removed = offline.down()
     if kind.kind_binary():

@@ -332,6 +332,10 @@ def _forward_rules(bridge: str) -> list[list[str]]:
     return [["FORWARD", "-i", bridge, *comment, "-j", "ACCEPT"], ["FORWARD", "-o", bridge, *comment, "-j", "ACCEPT"]]
 
 
+def containerd_bin() -> Path:
+    return gobuild.build_root("containerd", spec()["containerd"]["version"]) / "bin"
+
+
 def kubernetes_bin() -> Path:
     """Where the built Kubernetes commands are (kubectl, kube-proxy, ...)."""
     return gobuild.build_root("kubernetes", spec()["kubernetes"]["version"]) / "bin"
