@@ -312,20 +312,115 @@ def resilience_figures(samples: list[tuple[float, float, int]], fault_at_s: floa
             "time to recover s": round(bad_times[-1] - fault_at_s, 1) if bad_times else 0.0}
 
 
-# -- telemetry (Lab IV.5): the course's Prometheus and Jaeger next to the meshed shop ---------
+# -- telemetry (Lab IV.5): the course's Prometheus, Jaeger and Loki next to the meshed shop --
+TELEMETRY = ("prometheus", "jaeger", "loki")
+
+
 def deploy_telemetry(cluster, namespace: str) -> None:
-    """Prometheus (scraping the proxies) and Jaeger (receiving their spans) in the namespace,
-    from Part II's component images (the release images, or the ones built here)."""
+    """Prometheus (scraping the proxies), Jaeger (receiving their spans) and Loki (their access
+    logs) in the namespace, from Part II's component images (the release's, or built here)."""
     from . import images
     from .cluster import manage
 
-    refs = {name: images.component_image(name)[0] for name in ("prometheus", "jaeger")}
+    refs = {name: images.component_image(name)[0] for name in TELEMETRY}
     manage.load_images(list(refs.values()))
-    for manifest, placeholder, name in (("telemetry/prometheus.yaml", "PROMETHEUS_IMAGE", "prometheus"),
-                                        ("telemetry/jaeger.yaml", "JAEGER_IMAGE", "jaeger")):
-        cluster.kubectl("apply", "-n", namespace, "-f", "-",
-                        input_text=(MANIFESTS / manifest).read_text().replace(placeholder, refs[name]))
+    for name in TELEMETRY:
+        text = (MANIFESTS / "telemetry" / f"{name}.yaml").read_text().replace(f"{name.upper()}_IMAGE", refs[name])
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input_text=text)
+    for name in TELEMETRY:
         cluster.wait_rollout(namespace, name)
+
+
+def remove_telemetry(cluster, namespace: str) -> None:
+    for name in TELEMETRY:
+        cluster.kubectl("delete", "-n", namespace, "--ignore-not-found", "-f", str(MANIFESTS / "telemetry" / f"{name}.yaml"))
+
+
+class LogShipper:
+    """Ships the new lines of every container of the namespace's meshed pods (the proxy's and the
+    app's) to the namespace's Loki, labelled with namespace, pod, container and app.
+
+    In production a log agent on each node (a DaemonSet: Grafana Alloy, Fluent Bit, Vector) tails
+    the containers' log files and does this; this one reads the same lines through the API
+    (`kubectl logs --timestamps`), so that the lab shows each step, as Part II's shipper did."""
+
+    def __init__(self, cluster, namespace: str) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.loki = cluster.service_client(namespace, "loki", "http")
+        self._last_ns: dict[tuple[str, str], int] = {}   # (pod, container) -> newest line shipped
+
+    def ship(self) -> int:
+        """Push the lines written since the last call; how many were pushed."""
+        streams = [stream for pod in self.cluster.core.list_namespaced_pod(self.namespace).items
+                   if any(c.name == PROXY for c in pod.spec.init_containers or []) for stream in self._streams(pod)]
+        if not streams:
+            return 0
+        reply = self.loki.request("POST", "/loki/api/v1/push", json={"streams": streams})
+        if reply.status != 204:
+            raise LabError(f"Loki refused the push ({reply.status}): {reply.error or reply.body}",
+                           f"python -m msalab kubectl -- logs -n {self.namespace} deploy/loki")
+        return sum(len(stream["values"]) for stream in streams)
+
+    def _streams(self, pod) -> list[dict]:
+        app = pod.metadata.labels.get("app.kubernetes.io/name", "")
+        streams = []
+        for container in [PROXY] + [c.name for c in pod.spec.containers]:
+            key, values = (pod.metadata.name, container), []
+            text = self.cluster.core.read_namespaced_pod_log(pod.metadata.name, self.namespace, container=container,
+                                                             timestamps=True)
+            for line in text.splitlines():
+                stamp, _, entry = line.partition(" ")
+                when = _rfc3339_ns(stamp)
+                if when > self._last_ns.get(key, 0) and entry:
+                    values.append([str(when), entry])
+            if values:
+                self._last_ns[key] = int(values[-1][0])
+                streams.append({"stream": {"namespace": self.namespace, "pod": pod.metadata.name,
+                                           "container": container, "app": app}, "values": values})
+        return streams
+
+
+def _rfc3339_ns(stamp: str) -> int:
+    """The kubelet's RFC 3339 time with nanoseconds ("2026-12-01T10:15:02.114567891Z") in ns."""
+    import datetime
+
+    seconds, _, fraction = stamp.rstrip("Z").partition(".")
+    try:
+        whole = datetime.datetime.fromisoformat(seconds).replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return 0
+    return int(whole.timestamp()) * 10**9 + int((fraction or "0").ljust(9, "0")[:9])
+
+
+def logql(cluster, namespace: str, query: str, minutes: float = 15) -> list[dict]:
+    """The lines a LogQL query selects in the namespace's Loki over the last `minutes`, oldest
+    first: [{"labels": {...}, "line": str}]."""
+    import time
+
+    now = time.time_ns()
+    reply = cluster.service_client(namespace, "loki", "http").request(
+        "GET", "/loki/api/v1/query_range",
+        params={"query": query, "start": now - int(minutes * 60e9), "end": now, "limit": 1000, "direction": "forward"})
+    if reply.status != 200:
+        raise LabError(f"Loki answered {reply.status} to {query!r}: {reply.error or reply.body}",
+                       f"python -m msalab kubectl -- logs -n {namespace} deploy/loki")
+    found = [(int(stamp), stream["stream"], line) for stream in reply.body["data"]["result"]
+             for stamp, line in stream["values"]]
+    return [{"labels": labels, "line": line} for _, labels, line in sorted(found, key=lambda entry: entry[0])]
+
+
+def access_log_fields(line: str) -> dict:
+    """The fields of one line in Istio's default access-log format that the labs read."""
+    import re
+
+    quoted = re.findall(r'"([^"]*)"', line)
+    head = re.match(r'\[(\S+)\] "[^"]*" (\d+) (\S+)', line)
+    if not head or len(quoted) < 7:
+        return {}
+    after_quotes = line.rsplit('"', 1)[1].split()   # the upstream cluster, addresses, SNI, route
+    return {"start": head.group(1), "request": quoted[0], "status": int(head.group(2)), "flags": head.group(3),
+            "request_id": quoted[4], "authority": quoted[5], "upstream_host": quoted[6],
+            "cluster": after_quotes[0] if after_quotes else ""}
 
 
 def promql(cluster, namespace: str, query: str) -> list[dict]:

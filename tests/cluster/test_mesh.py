@@ -106,7 +106,7 @@ def test_an_empty_authorization_policy_denies_with_403(cluster, mesh, meshed_sho
 
 def test_prometheus_scrapes_a_proxy_metric(cluster, mesh, meshed_shop):
     """The course's Prometheus (Lab IV.5's) reads Envoy's per-service counters from the proxies."""
-    from msalab.mesh import deploy_telemetry, promql
+    from msalab.mesh import deploy_telemetry, promql, remove_telemetry
 
     deploy_telemetry(cluster, meshed_shop)
     try:
@@ -116,5 +116,4 @@ def test_prometheus_scrapes_a_proxy_metric(cluster, mesh, meshed_shop):
         cluster.wait_until(lambda: (promql(cluster, meshed_shop, query) or [{"value": 0}])[0]["value"] >= 5,
                            "Prometheus to scrape the catalog proxy's inbound counter", 90, every_s=3)
     finally:
-        for manifest in ("telemetry/prometheus.yaml", "telemetry/jaeger.yaml"):
-            mesh.delete(manifest, meshed_shop)
+        remove_telemetry(cluster, meshed_shop)
