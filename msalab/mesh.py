@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import time
 
 from . import paths
 from .cluster import mesh as istio
@@ -366,8 +367,11 @@ class LogShipper:
         streams = []
         for container in [PROXY] + [c.name for c in pod.spec.containers]:
             key, values = (pod.metadata.name, container), []
+            # Ask only for what came after the newest line shipped (whole seconds, so a second's
+            # overlap, which the timestamp comparison below drops), not the whole log every call.
+            since = {"since_seconds": max(1, int(time.time() - self._last_ns[key] / 1e9) + 2)} if key in self._last_ns else {}
             text = self.cluster.core.read_namespaced_pod_log(pod.metadata.name, self.namespace, container=container,
-                                                             timestamps=True)
+                                                             timestamps=True, **since)
             for line in text.splitlines():
                 stamp, _, entry = line.partition(" ")
                 when = _rfc3339_ns(stamp)
@@ -395,8 +399,6 @@ def _rfc3339_ns(stamp: str) -> int:
 def logql(cluster, namespace: str, query: str, minutes: float = 15) -> list[dict]:
     """The lines a LogQL query selects in the namespace's Loki over the last `minutes`, oldest
     first: [{"labels": {...}, "line": str}]."""
-    import time
-
     now = time.time_ns()
     reply = cluster.service_client(namespace, "loki", "http").request(
         "GET", "/loki/api/v1/query_range",
