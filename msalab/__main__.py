@@ -1,4 +1,4 @@
-"""Command line: python -m msalab doctor | shop status | shop stop | components status | clean | images ...
+"""Command line: python -m msalab doctor | shop status | shop stop | components status | clean | prebuild | images ...
 | cluster up|down|status | kubectl -- ARGS | mesh install|status|uninstall | istioctl -- ARGS"""
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     shop = sub.add_parser("shop", help="the shop processes labs started")
     shop.add_argument("action", choices=["status", "stop"])
     sub.add_parser("clean", help="stop everything the course started and remove its files outside the repo")
+    sub.add_parser("prebuild", help="every Go build make test needs, in the order it needs them (cached; "
+                                    "make test runs it in the background)")
     images = sub.add_parser("images", help="the course's container images")
     images.add_argument("action", choices=["list", "build"])
     images.add_argument("--offline", action="store_true",
@@ -57,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "clean":
         return clean()
+    if args.command == "prebuild":
+        from . import prebuild
+
+        return prebuild.main()
     if args.command == "components":
         return components_command(args.action)
     if args.command == "images":

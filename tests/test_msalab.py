@@ -95,3 +95,27 @@ def test_compare_latencies_takes_the_paths_in_turn_and_stops_on_a_failed_request
     assert result == {"a": [3.0, 5.0, 7.0], "b": [4.0, 6.0, 8.0]}
     with pytest.raises(RuntimeError, match=r"\(b\) failed"):
         load.compare_latencies({"a": path("a"), "b": path("b", status=503)}, 3, warmup=0)
+
+
+def test_a_build_another_process_runs_is_waited_for_and_not_repeated(tmp_path, monkeypatch):
+    """make test's background prebuild and a foreground step may want the same Go build: the
+    second one waits for the first's lock, then finds it complete instead of building again."""
+    import time
+
+    from msalab.cluster import gobuild
+
+    monkeypatch.setenv("MSALAB_CACHE", str(tmp_path))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time\nfrom msalab.cluster import gobuild\n"
+        "with gobuild.building('demo', 'v1'):\n"
+        "    print('holding', flush=True)\n    time.sleep(1.5)\n"
+        "    (gobuild.build_root('demo', 'v1')).mkdir(parents=True)\n"
+        "    (gobuild.build_root('demo', 'v1') / 'complete').write_text('built')\n")],
+        stdout=subprocess.PIPE, text=True, env={**__import__("os").environ, "MSALAB_CACHE": str(tmp_path)})
+    assert holder.stdout.readline().strip() == "holding"
+    started = time.monotonic()
+    with gobuild.building("demo", "v1"):
+        waited = time.monotonic() - started
+        assert gobuild.is_built("demo", "v1"), "the lock was taken before the other build finished"
+    assert holder.wait(timeout=10) == 0
+    assert waited > 0.5, f"did not wait for the other process ({waited:.2f} s)"

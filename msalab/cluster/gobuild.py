@@ -2,16 +2,23 @@
 
 Each build lives in cache_dir()/go/NAME-VERSION/ (bin/ plus the small wrapper module that
 made it); a `complete` marker is written last, so an interrupted build is redone, never used.
+A build holds a lock (NAME-VERSION.lock) while it runs: `make test` starts every build in the
+background (msalab.prebuild), and a step that needs one of them waits for it instead of
+building it a second time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
+
+import psutil
 
 from .. import paths
 from ..errors import LabError
@@ -22,6 +29,32 @@ def build_root(name: str, version: str) -> Path:
 
 def is_built(name: str, version: str) -> bool:
     return (build_root(name, version) / "complete").exists()
+
+
+_held: set[str] = set()  # locks this process holds (a build may call another build of the same name)
+
+
+@contextlib.contextmanager
+def building(name: str, version: str):
+    """Hold NAME-VERSION's build lock; wait, saying so, while another process holds it."""
+    key = f"{name}-{version}"
+    if key in _held:
+        yield
+        return
+    lock_path = paths.cache_dir() / "go" / f"{key}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"  {name} {version}: another process is building it (make test's background build logs to "
+                  ".prebuild.log); waiting for it", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        _held.add(key)
+        try:
+            yield
+        finally:
+            _held.discard(key)
 
 
 def minimum_go() -> str:
@@ -49,7 +82,16 @@ def _go_env(other_way: str = ", or use --provider kind", **extra: str) -> dict:
                        f"install Go {minimum_go()} or newer (go.dev or your package manager){other_way}")
     # Static binaries (they go into FROM-scratch images); never download another toolchain.
     env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", **extra}
+    # No DWARF: every binary is linked with -w (stripped) anyway, so the compiler need not make it
+    # (about 9% less compile time, measured on fortio). A compiler that collects garbage less
+    # often is about 6% faster; where memory is short (a 4 GiB learner machine) Go's default stays.
+    env["GOFLAGS"] = f"{env['GOFLAGS']} {NO_DWARF}".strip()
+    if "GOGC" not in os.environ and psutil.virtual_memory().available > 8 * 2**30:
+        env["GOGC"] = "400"
     return {k: v for k, v in env.items() if v != ""}
+
+
+NO_DWARF = "-gcflags=all=-dwarf=false"
 
 
 def _run_go(args: list[str], cwd: Path, label: str, total_packages: int = 0, nice: int = 0, **extra_env: str) -> None:
@@ -101,8 +143,14 @@ def build_kubernetes(version: str, staging_version: str, commands: list[str]) ->
     local folders. A wrapper module requires it and maps each staging module to its
     published v0.x release, the pattern Kubernetes' own reference-docs use."""
     name = "kubernetes"
-    if is_built(name, version):
-        return build_root(name, version) / "bin"
+    with building(name, version):
+        if is_built(name, version):
+            return build_root(name, version) / "bin"
+        return _build_kubernetes(version, staging_version, commands)
+
+
+def _build_kubernetes(version: str, staging_version: str, commands: list[str]) -> Path:
+    name = "kubernetes"
     started, root = time.monotonic(), build_root(name, version)
     staging, godebug = _kubernetes_staging(version)
     replaces = "\n".join(f"\tk8s.io/{m} => k8s.io/{m} {staging_version}" for m in staging)
@@ -149,8 +197,14 @@ def build_etcd(version: str, nice: int = 0) -> Path:
     """etcd's server module also carries local replaces; as a dependency they are ignored,
     so a wrapper with a three-line main (what etcd's own main.go does) builds it."""
     name = "etcd"
-    if is_built(name, version):
-        return build_root(name, version) / "bin"
+    with building(name, version):
+        if is_built(name, version):
+            return build_root(name, version) / "bin"
+        return _build_etcd(version, nice)
+
+
+def _build_etcd(version: str, nice: int) -> Path:
+    name = "etcd"
     started, root = time.monotonic(), build_root(name, version)
     main_go = ('package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\n'
                "func main() { etcdmain.Main(os.Args) }\n")
@@ -163,13 +217,14 @@ def build_etcd(version: str, nice: int = 0) -> Path:
 def _simple_build(name: str, version: str, args: list[str], cwd: Path | None = None, nice: int = 0,
                   **env: str) -> Path:
     """One `go` command whose output goes to bin/, cached like the others."""
-    if is_built(name, version):
-        return build_root(name, version) / "bin"
-    started, root = time.monotonic(), build_root(name, version)
-    (root / "bin").mkdir(parents=True, exist_ok=True)
-    print(f"  {name} {version}: compiling", flush=True)
-    _run_go(args, cwd or root, name, nice=nice, **env)
-    return _finish(name, version, started)
+    with building(name, version):
+        if is_built(name, version):
+            return build_root(name, version) / "bin"
+        started, root = time.monotonic(), build_root(name, version)
+        (root / "bin").mkdir(parents=True, exist_ok=True)
+        print(f"  {name} {version}: compiling", flush=True)
+        _run_go(args, cwd or root, name, nice=nice, **env)
+        return _finish(name, version, started)
 
 
 def go_install(name: str, package: str, version: str, flags: tuple[str, ...] = (), ldflags: str = "",
@@ -220,8 +275,14 @@ def build_in_module(name: str, module: str, version: str, package: str, flags: t
                     ldflags: str = "", nice: int = 0) -> Path:
     """Modules whose go.mod has replace directives (go install refuses them): build inside a
     writable copy of the downloaded module, so its own replaces apply, as its Makefile does."""
-    if is_built(name, version):
-        return build_root(name, version) / "bin"
+    with building(name, version):
+        if is_built(name, version):
+            return build_root(name, version) / "bin"
+        return _build_in_module(name, module, version, package, flags, ldflags, nice)
+
+
+def _build_in_module(name: str, module: str, version: str, package: str, flags: tuple[str, ...], ldflags: str,
+                     nice: int) -> Path:
     root = build_root(name, version)
     src = root / "src"
     shutil.rmtree(src, ignore_errors=True)

@@ -45,15 +45,9 @@ def _ldflags(s: dict) -> str:
 
 def build_binaries() -> dict[str, Path]:
     """pilot-discovery and istioctl (one build), pilot-agent (other tags): Istio's Makefile tags.
-    One build at a time: `make test` starts this in the background early (`mesh build`), and a
-    later `mesh install` waits for it here instead of building the same thing twice."""
-    import fcntl
-
-    lock = paths.cache_dir() / "go" / "istio.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        return _build_binaries()
+    `make test` starts these builds in the background early (msalab.prebuild); a later
+    `mesh install` waits for them (gobuild's build lock) instead of building them twice."""
+    return _build_binaries()
 
 
 def _build_binaries() -> dict[str, Path]:
