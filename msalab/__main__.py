@@ -148,6 +148,10 @@ def clean() -> int:
     course itself started it."""
     stopped = procs.stop_all()
     print(f"stopped {len(stopped)} lab service process(es)")
+    from . import prebuild
+
+    if (pid := prebuild.stop()) is not None:
+        print(f"stopped make test's background Go build (pid {pid})")
     from .cluster import manage
 
     if manage.current_provider():

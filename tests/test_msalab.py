@@ -119,3 +119,27 @@ def test_a_build_another_process_runs_is_waited_for_and_not_repeated(tmp_path, m
         assert gobuild.is_built("demo", "v1"), "the lock was taken before the other build finished"
     assert holder.wait(timeout=10) == 0
     assert waited > 0.5, f"did not wait for the other process ({waited:.2f} s)"
+
+
+def test_the_footprint_counts_programs_run_from_the_build_cache_not_builds_that_name_it(tmp_path_factory):
+    """make test compares the footprint before cluster up and after cluster down while its
+    background build may be compiling into ~/.cache/msalab/cache/go: that go command is no
+    cluster component, a program run from there is."""
+    import shutil
+
+    from msalab.cluster import manage
+
+    # (not tmp_path: its name holds the test's, and footprint() leaves out its own command line)
+    component = tmp_path_factory.mktemp("builds") / "cache" / "go" / "demo-v1" / "bin" / "sleep"
+    component.parent.mkdir(parents=True)
+    shutil.copy("/bin/sleep", component)
+    running = [subprocess.Popen([str(component), "30"]),
+               subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-o", str(component.parent)])]
+    try:
+        processes = [line for line in manage.footprint() if line.startswith("process ")]
+        assert f"process {component}" in processes
+        assert f"process {sys.executable}" not in processes, processes
+    finally:
+        for proc in running:
+            proc.kill()
+            proc.wait()

@@ -82,12 +82,17 @@ def _go_env(other_way: str = ", or use --provider kind", **extra: str) -> dict:
                        f"install Go {minimum_go()} or newer (go.dev or your package manager){other_way}")
     # Static binaries (they go into FROM-scratch images); never download another toolchain.
     env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", **extra}
-    # No DWARF: every binary is linked with -w (stripped) anyway, so the compiler need not make it
-    # (about 9% less compile time, measured on fortio). A compiler that collects garbage less
-    # often is about 6% faster; where memory is short (a 4 GiB learner machine) Go's default stays.
+    # No DWARF: every binary is linked with -w (stripped) anyway, so the compiler need not make it.
+    # A compiler that collects garbage less often is faster too: together 12% less time
+    # (metrics-server from an empty build cache, 132.5 -> 116.6 s). Where memory is short (a
+    # 4 GiB learner machine) Go's default stays.
     env["GOFLAGS"] = f"{env['GOFLAGS']} {NO_DWARF}".strip()
-    if "GOGC" not in os.environ and psutil.virtual_memory().available > 8 * 2**30:
-        env["GOGC"] = "400"
+    available = psutil.virtual_memory().available
+    if "GOGC" not in os.environ and available > 8 * 2**30:
+        # The soft limit brings the default pace back before one compiler or linker (a build
+        # runs two, and make test's background build may run beside a foreground one) holds
+        # more than a sixth of what was free.
+        env["GOGC"], env["GOMEMLIMIT"] = "400", f"{available // 6 // 2**20}MiB"
     return {k: v for k, v in env.items() if v != ""}
 
 
