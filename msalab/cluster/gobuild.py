@@ -57,6 +57,14 @@ def building(name: str, version: str):
             _held.discard(key)
 
 
+def _once(name: str, version: str, build) -> Path:
+    """NAME-VERSION's bin/: cached, or made by build() while holding its build lock."""
+    with building(name, version):
+        if is_built(name, version):
+            return build_root(name, version) / "bin"
+        return build()
+
+
 def minimum_go() -> str:
     """The oldest Go that builds every pinned component (the newest `go` line of their go.mod)."""
     return paths.versions()["go"]
@@ -74,6 +82,9 @@ def require_go(other_way: str = ", or use --provider kind") -> None:
     if numbers(have) < numbers(minimum_go()):
         raise LabError(f"Go {have} is too old: the pinned cluster components need Go {minimum_go()} or newer",
                        f"install Go {minimum_go()} or newer (https://go.dev/dl/){other_way}")
+
+
+NO_DWARF = "-gcflags=all=-dwarf=false"
 
 
 def _go_env(other_way: str = ", or use --provider kind", **extra: str) -> dict:
@@ -94,9 +105,6 @@ def _go_env(other_way: str = ", or use --provider kind", **extra: str) -> dict:
         # more than a sixth of what was free.
         env["GOGC"], env["GOMEMLIMIT"] = "400", f"{available // 6 // 2**20}MiB"
     return {k: v for k, v in env.items() if v != ""}
-
-
-NO_DWARF = "-gcflags=all=-dwarf=false"
 
 
 def _run_go(args: list[str], cwd: Path, label: str, total_packages: int = 0, nice: int = 0, **extra_env: str) -> None:
@@ -147,11 +155,7 @@ def build_kubernetes(version: str, staging_version: str, commands: list[str]) ->
     k8s.io/kubernetes cannot be `go install`ed: its go.mod points its staging modules at
     local folders. A wrapper module requires it and maps each staging module to its
     published v0.x release, the pattern Kubernetes' own reference-docs use."""
-    name = "kubernetes"
-    with building(name, version):
-        if is_built(name, version):
-            return build_root(name, version) / "bin"
-        return _build_kubernetes(version, staging_version, commands)
+    return _once("kubernetes", version, lambda: _build_kubernetes(version, staging_version, commands))
 
 
 def _build_kubernetes(version: str, staging_version: str, commands: list[str]) -> Path:
@@ -201,11 +205,7 @@ def _kubernetes_staging(version: str) -> tuple[list[str], str]:
 def build_etcd(version: str, nice: int = 0) -> Path:
     """etcd's server module also carries local replaces; as a dependency they are ignored,
     so a wrapper with a three-line main (what etcd's own main.go does) builds it."""
-    name = "etcd"
-    with building(name, version):
-        if is_built(name, version):
-            return build_root(name, version) / "bin"
-        return _build_etcd(version, nice)
+    return _once("etcd", version, lambda: _build_etcd(version, nice))
 
 
 def _build_etcd(version: str, nice: int) -> Path:
@@ -222,14 +222,14 @@ def _build_etcd(version: str, nice: int) -> Path:
 def _simple_build(name: str, version: str, args: list[str], cwd: Path | None = None, nice: int = 0,
                   **env: str) -> Path:
     """One `go` command whose output goes to bin/, cached like the others."""
-    with building(name, version):
-        if is_built(name, version):
-            return build_root(name, version) / "bin"
+    def build() -> Path:
         started, root = time.monotonic(), build_root(name, version)
         (root / "bin").mkdir(parents=True, exist_ok=True)
         print(f"  {name} {version}: compiling", flush=True)
         _run_go(args, cwd or root, name, nice=nice, **env)
         return _finish(name, version, started)
+
+    return _once(name, version, build)
 
 
 def go_install(name: str, package: str, version: str, flags: tuple[str, ...] = (), ldflags: str = "",
@@ -280,10 +280,7 @@ def build_in_module(name: str, module: str, version: str, package: str, flags: t
                     ldflags: str = "", nice: int = 0) -> Path:
     """Modules whose go.mod has replace directives (go install refuses them): build inside a
     writable copy of the downloaded module, so its own replaces apply, as its Makefile does."""
-    with building(name, version):
-        if is_built(name, version):
-            return build_root(name, version) / "bin"
-        return _build_in_module(name, module, version, package, flags, ldflags, nice)
+    return _once(name, version, lambda: _build_in_module(name, module, version, package, flags, ldflags, nice))
 
 
 def _build_in_module(name: str, module: str, version: str, package: str, flags: tuple[str, ...], ldflags: str,

@@ -47,10 +47,6 @@ def build_binaries() -> dict[str, Path]:
     """pilot-discovery and istioctl (one build), pilot-agent (other tags): Istio's Makefile tags.
     `make test` starts these builds in the background early (msalab.prebuild); a later
     `mesh install` waits for them (gobuild's build lock) instead of building them twice."""
-    return _build_binaries()
-
-
-def _build_binaries() -> dict[str, Path]:
     s = spec()
     bins = {}
     for name, tags, commands in (("istio", "vtprotobuf,disable_pgv", ["pilot/cmd/pilot-discovery", "istioctl/cmd/istioctl"]),
