@@ -175,7 +175,7 @@ def base_image(offline: bool | None) -> tuple[str, str]:
     if image_present(ref):
         return ref, f"present{why}"
     print("building from Debian packages, about a minute ...", end=" ", flush=True)
-    _import_rootfs(debootstrap_rootfs(), ref)
+    import_rootfs(debootstrap_rootfs(), ref)
     return ref, f"built{why}"
 
 
@@ -195,18 +195,24 @@ def _check_can_debootstrap() -> None:
 def debootstrap_rootfs() -> Path:
     """A minimal Debian with Python, cached by suite, packages, arch and mirror."""
     spec = _images()["python-base"]["offline"]
-    packages = sorted(spec["packages"])
+    return debootstrap(spec["suite"], spec["packages"], spec.get("mirror"))
+
+
+def debootstrap(suite: str, packages: list[str], mirror: str | None = None) -> Path:
+    """A minimal Debian (--variant=minbase) with these packages, cached by suite, packages,
+    arch and mirror. Also the base of the course's kind node (cluster.kindnode)."""
+    packages = sorted(packages)
     # No mirror in versions.yaml means debootstrap's own default; set one to use a local mirror.
-    mirror = spec.get("mirror") or os.environ.get("MSALAB_DEBIAN_MIRROR", "")
-    key = hashlib.sha256(f"{spec['suite']} {packages} {os.uname().machine} {mirror}".encode()).hexdigest()[:16]
-    dest = cache_dir("rootfs") / f"{spec['suite']}-{key}"
+    mirror = mirror or os.environ.get("MSALAB_DEBIAN_MIRROR", "")
+    key = hashlib.sha256(f"{suite} {packages} {os.uname().machine} {mirror}".encode()).hexdigest()[:16]
+    dest = cache_dir("rootfs") / f"{suite}-{key}"
     if dest.is_dir():
         return dest
     _check_can_debootstrap()
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
-    command = [debootstrap, "--variant=minbase", f"--include={','.join(packages)}", spec["suite"], str(partial)]
+    command = [debootstrap, "--variant=minbase", f"--include={','.join(packages)}", suite, str(partial)]
     result = subprocess.run(command + ([mirror] if mirror else []),
                             capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     if result.returncode != 0:
@@ -221,7 +227,7 @@ def debootstrap_rootfs() -> Path:
     return dest
 
 
-def _import_rootfs(rootfs: Path, ref: str) -> None:
+def import_rootfs(rootfs: Path, ref: str, command: str = '["python3"]') -> None:
     """tar the root file system into `docker import`, giving it a PATH and a default command.
     tar, not Python's tarfile: it keeps device nodes and numeric owners exactly as debootstrap made them."""
     fix = f"remove {rootfs} and rerun python -m msalab images build --offline"
@@ -229,7 +235,7 @@ def _import_rootfs(rootfs: Path, ref: str) -> None:
                            stderr=subprocess.PIPE)
     try:
         engine.import_rootfs(iter(lambda: tar.stdout.read(1 << 20), b""), ref,
-                             [f"ENV PATH={BASE_PATH}", 'CMD ["python3"]'], fix)
+                             [f"ENV PATH={BASE_PATH}", f"CMD {command}"], fix)
     finally:
         tar.stdout.close()
         tar_failed = tar.wait() != 0

@@ -20,7 +20,9 @@ from pathlib import Path
 # Folders the cluster may create (parents first); each is removed at `down` only if it did not
 # exist at `up`. The default runtime sockets are listed so the footprint shows them; the course's
 # containerd is configured never to create them (cluster/offline/containerd.toml).
-CREATED_FOLDERS = ("/var/lib/kubelet", "/var/lib/kubelet/device-plugins", "/var/lib/cni", "/var/lib/cni/results")
+# /var/lib/cni/networks: host-local's addresses for nerdctl's networks (kind's nerdctl provider).
+CREATED_FOLDERS = ("/var/lib/kubelet", "/var/lib/kubelet/device-plugins", "/var/lib/cni", "/var/lib/cni/results",
+                   "/var/lib/cni/networks")
 WATCHED = CREATED_FOLDERS + ("/var/lib/kubelet/device-plugins/kubelet.sock", "/run/containerd/containerd.sock",
                              "/run/containerd/containerd.sock.ttrpc", "/var/run/nri", "/var/lib/containerd",
                              "/etc/cni/net.d")
@@ -60,3 +62,13 @@ def restore(path: Path) -> list[str]:
 def footprint_lines() -> list[str]:
     now = current()
     return [f"host path {p}" for p in now["exists"]] + [f"cni result {n}" for n in now["cni_results"]]
+
+
+def unmount_under(*roots: Path) -> None:
+    """Unmount everything mounted at or below these folders, deepest first."""
+    import subprocess
+
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted(mounts, key=len, reverse=True):
+        if any(mount.startswith(str(root)) for root in roots):
+            subprocess.run(["umount", "-l", mount], capture_output=True)

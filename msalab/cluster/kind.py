@@ -1,14 +1,26 @@
-"""The kind provider (learners): Kubernetes in a Docker container, node image pinned by digest."""
+"""The kind provider: Kubernetes in a container per node, created by kind itself, unmodified.
+
+Two things depend on the machine, and `doctor` and `cluster up` say which applies and why:
+- the node image: kind's published one, pinned by digest, where it is here or can be pulled;
+  otherwise the course's own, built from package registries (kindnode.py);
+- the container runtime kind drives: Docker where it can run privileged containers; otherwise
+  kind's nerdctl provider on a containerd of the course's own (nerdctl.py).
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import tempfile
 import time
+
+import yaml
 
 from .. import engine, paths
 from ..errors import LabError
-from . import gatewayapi, gobuild, ingress
+from . import gatewayapi, gobuild, ingress, kindnode, nerdctl
 
 CONFIG = paths.REPO / "cluster" / "kind" / "kind-config.yaml"
 ADDONS = paths.REPO / "cluster" / "addons"
@@ -26,43 +38,104 @@ def kind_binary() -> str | None:
     return str(built) if built.exists() else None
 
 
+def kubectl_binary() -> str | None:
+    """kubectl on the PATH, else the course's build of it (made with the course's node image)."""
+    version = paths.versions()["cluster"]["kubernetes"]["version"]
+    built = gobuild.build_root("kubernetes", version) / "bin" / "kubectl"
+    return shutil.which("kubectl") or (str(built) if built.exists() else None)
+
+
 def kubeconfig_path():
     return paths.cluster_dir() / "kind.kubeconfig"
 
 
+def _setup_record():
+    """Which node image and runtime the running cluster uses (for load, down and status)."""
+    return paths.cluster_dir() / "kind-setup.json"
+
+
+def setup() -> dict:
+    record = _setup_record()
+    return json.loads(record.read_text()) if record.exists() else {}
+
+
 def node_image_available() -> tuple[bool, str]:
-    """kind needs its node image: present locally, or pullable. Says why not."""
+    """kind's published node image: present locally, or pullable. Says why not."""
     image = spec()["node_image"]
     if engine.image_present(image):
-        return True, "node image present"
+        return True, "kind's node image is here"
     if engine.pull(image, timeout=120):
-        return True, "node image pulled"
+        return True, "kind's node image was pulled"
     return False, "kind's node image is not here and cannot be pulled (no container registry reachable)"
+
+
+def choose_setup() -> dict:
+    """Node image and runtime for this machine, each with the reason."""
+    published, why_image = node_image_available()
+    if published:
+        return {"image": spec()["node_image"], "course_node": False, "runtime": "docker",
+                "why": f"{why_image}; Docker runs it"}
+    image = kindnode.build()
+    privileged, why_runtime = nerdctl.docker_privileged_works(image)
+    runtime = "docker" if privileged else "nerdctl"
+    return {"image": image, "course_node": True, "runtime": runtime,
+            "why": f"{why_image}: the course's node image {image}; {why_runtime}"
+                   + ("" if privileged else ": kind's nerdctl provider, on the course's own containerd")}
+
+
+def kind_env(runtime: str | None = None) -> dict:
+    runtime = runtime or setup().get("runtime", "docker")
+    return nerdctl.env() if runtime == "nerdctl" else dict(os.environ)
+
+
+def _kind(*args: str, runtime: str | None = None, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    binary = kind_binary() or str(gobuild.go_install("kind", "sigs.k8s.io/kind", spec()["version"]) / "kind")
+    return subprocess.run([binary, *args], env=kind_env(runtime), check=check, capture_output=capture, text=True)
+
+
+def _config(course_node: bool) -> str:
+    """kind's config: the course's file; for the course's node image, with what that image
+    needs: CoreDNS is the course's own add-on (the offline cluster's, which never asks a
+    resolver outside the machine), so kubeadm does not install its own."""
+    if not course_node:
+        return str(CONFIG)
+    config = yaml.safe_load(CONFIG.read_text())
+    config.setdefault("networking", {})["podSubnet"] = kindnode.spec()["pod_subnet"]
+    config.setdefault("kubeadmConfigPatches", []).append(yaml.safe_dump(
+        {"kind": "InitConfiguration", "skipPhases": ["preflight", "addon/coredns"]}))
+    target = paths.cluster_dir() / "kind-config.yaml"
+    target.write_text("# Written by msalab.cluster.kind for the course's node image\n" + yaml.safe_dump(config))
+    return str(target)
 
 
 def up(images: list[str]) -> None:
     gobuild.require_go(other_way="")  # the add-ons' manifests and Helm come from the Go module proxy
-    binary = kind_binary() or str(gobuild.go_install("kind", "sigs.k8s.io/kind", spec()["version"]) / "kind")
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        raise LabError("kubectl is not installed", kubectl_install_hint())
+    started = time.monotonic()
     # Rendered before kind creates anything: a proxy or Helm failure leaves nothing to undo.
     ingress_docs, gateway_docs = ingress.manifests(), gatewayapi.manifests()
     name, kubeconfig = spec()["cluster_name"], kubeconfig_path()
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-    existing = subprocess.run([binary, "get", "clusters"], capture_output=True, text=True).stdout.split()
-    started = time.monotonic()
-    if name not in existing:
-        print(f"[kind] creating cluster {name} from {spec()['node_image']}", flush=True)
-        subprocess.run([binary, "create", "cluster", "--name", name, "--config", str(CONFIG),
-                        "--image", spec()["node_image"], "--kubeconfig", str(kubeconfig), "--wait", "120s"], check=True)
+    chosen = setup() or choose_setup()
+    print(f"[kind] node image {chosen['image']}, runtime {chosen['runtime']} ({chosen['why']})", flush=True)
+    if kubectl_binary() is None:
+        raise LabError("kubectl is not installed", kubectl_install_hint())
+    _setup_record().write_text(json.dumps(chosen))
+    if chosen["runtime"] == "nerdctl":
+        nerdctl.start()
+        nerdctl.load_from_docker(chosen["image"])
+    if chosen["course_node"]:
+        images = _local_addon_images() + images  # nothing can be pulled: load what the add-ons run
+    if name not in _kind("get", "clusters").stdout.split():
+        print(f"[kind] creating cluster {name}", flush=True)
+        _kind("create", "cluster", "--name", name, "--config", _config(chosen["course_node"]), "--image",
+              chosen["image"], "--kubeconfig", str(kubeconfig), "--wait", "180s", capture=False)
     else:
-        _require_port_mappings(name)
-        subprocess.run([binary, "export", "kubeconfig", "--name", name, "--kubeconfig", str(kubeconfig)], check=True)
+        _require_port_mappings(name, chosen["runtime"])
+        _kind("export", "kubeconfig", "--name", name, "--kubeconfig", str(kubeconfig))
     load_images(images)  # the cluster never pulls the course's own images
 
     def run_kubectl(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", *args], capture_output=True,
+        result = subprocess.run([kubectl_binary(), f"--kubeconfig={kubeconfig}", *args], capture_output=True,
                                 text=True, input=input_text)
         if result.returncode != 0:
             raise LabError(f"kubectl {' '.join(args[:3])} failed: {result.stderr.strip()[-400:]}",
@@ -70,20 +143,31 @@ def up(images: list[str]) -> None:
                            "Ready: an image that cannot be pulled is the usual cause)")
         return result
 
+    if chosen["course_node"]:
+        run_kubectl("apply", "-f", str(ADDONS / "offline"))
     run_kubectl("apply", "-f", str(ADDONS / "metrics-server.yaml"))
     ingress.install(run_kubectl, ingress_docs)
     gatewayapi.install(run_kubectl, gateway_docs)
     print(f"[ready] kind cluster up in {time.monotonic() - started:.0f} s; kubeconfig: {kubeconfig}", flush=True)
 
 
-def _require_port_mappings(name: str) -> None:
+def _local_addon_images() -> list[str]:
+    """The add-ons' images, built here as the offline cluster builds them (cached)."""
+    from . import offline
+
+    return offline.addon_images()
+
+
+def _require_port_mappings(name: str, runtime: str) -> None:
     """A kind node's port mappings are fixed when it is created: one made by an older course
     version may lack the Gateway's port, and its routes would then be unreachable."""
     cluster = paths.versions()["cluster"]
     node = f"{name}-control-plane"
+    tool = [str(nerdctl.binaries()["nerdctl"] / "nerdctl")] if runtime == "nerdctl" else ["docker"]
     for key in ("ingress_host_port", "gateway_host_port"):
         port = cluster[key]
-        mapped = subprocess.run(["docker", "port", node, f"{port}/tcp"], capture_output=True, text=True).stdout.strip()
+        mapped = subprocess.run([*tool, "port", node, f"{port}/tcp"], capture_output=True, text=True,
+                                env=kind_env(runtime)).stdout.strip()
         if not mapped:
             raise LabError(f"the kind cluster {name} does not map port {port} to this machine (it was made "
                            "before the course used that port)",
@@ -97,26 +181,46 @@ def kubectl_install_hint() -> str:
 
 
 def down() -> list[str]:
-    binary = kind_binary()
-    if binary is None:
-        return []
+    """The cluster, its nodes, and (nerdctl provider) the course's containerd, its network and state."""
+    removed = []
+    runtime = setup().get("runtime")
+    runtimes = [runtime] if runtime else (["docker", "nerdctl"] if nerdctl.is_set_up() else ["docker"])
     name = spec()["cluster_name"]
-    if name in subprocess.run([binary, "get", "clusters"], capture_output=True, text=True).stdout.split():
-        subprocess.run([binary, "delete", "cluster", "--name", name], check=True, capture_output=True)
-        kubeconfig_path().unlink(missing_ok=True)
-        return [f"kind cluster {name}"]
-    return []
+    for each in runtimes:
+        if kind_binary() is None or (each == "docker" and not engine.docker_available()):
+            continue
+        if each == "nerdctl" and not nerdctl.is_set_up():
+            continue
+        if each == "nerdctl":
+            nerdctl.start()  # kind deletes its nodes through nerdctl, which needs the containerd
+        if name in _kind("get", "clusters", runtime=each, check=False).stdout.split():
+            _kind("delete", "cluster", "--name", name, runtime=each)
+            removed.append(f"kind cluster {name} ({each})")
+    if nerdctl.is_set_up():
+        removed += nerdctl.stop()
+    kubeconfig_path().unlink(missing_ok=True)
+    _setup_record().unlink(missing_ok=True)
+    return removed
 
 
 def is_up() -> bool:
     binary = kind_binary()
-    return bool(binary) and spec()["cluster_name"] in subprocess.run(
-        [binary, "get", "clusters"], capture_output=True, text=True).stdout.split()
+    return bool(binary) and bool(setup()) and spec()["cluster_name"] in _kind("get", "clusters", check=False).stdout.split()
 
 
 def load_images(images: list[str]) -> None:
-    """kind load docker-image: copies each image into the node's containerd."""
-    binary = kind_binary()
-    for image in images:
-        subprocess.run([binary, "load", "docker-image", image, "--name", spec()["cluster_name"]], check=True,
-                       capture_output=True)
+    """kind load image-archive: one `docker save` of all of them (shared layers once), copied
+    into the node's containerd by kind, as a learner would load an image built on their machine."""
+    if not images:
+        return
+    with tempfile.TemporaryDirectory(prefix="msalab-kind-load-") as folder:
+        archive = f"{folder}/images.tar"
+        saved = subprocess.run(["docker", "save", "-o", archive, *images], capture_output=True, text=True)
+        if saved.returncode != 0:
+            raise LabError(f"docker save {' '.join(images)} failed: {saved.stderr.strip()[-300:]}",
+                           "docker images (each must be listed); then load again")
+        result = _kind("load", "image-archive", archive, "--name", spec()["cluster_name"], check=False)
+    if result.returncode != 0:
+        raise LabError(f"kind load image-archive failed: {(result.stderr or '').strip()[-300:]}",
+                       "python -m msalab cluster status; then python -m msalab cluster up --provider kind")
+    print(f"[images] {len(images)} image(s) loaded into the kind node", flush=True)

@@ -65,8 +65,7 @@ def load_images(images: list[str]) -> None:
 
 def down() -> list[str]:
     removed = offline.down()
-    if kind.kind_binary():
-        removed += kind.down()
+    removed += kind.down()
     _provider_record().unlink(missing_ok=True)
     return removed
 
@@ -87,9 +86,9 @@ def kubectl_command() -> list[str]:
     provider = current_provider()
     if provider == "offline":
         return [str(offline.kubernetes_bin() / "kubectl"), f"--kubeconfig={kubeconfig()}"]
-    if shutil.which("kubectl") is None:
+    if kind.kubectl_binary() is None:
         raise LabError("kubectl is not installed", kind.kubectl_install_hint())
-    return ["kubectl", f"--kubeconfig={kubeconfig()}"]
+    return [kind.kubectl_binary(), f"--kubeconfig={kubeconfig()}"]
 
 
 def status() -> dict:

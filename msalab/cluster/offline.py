@@ -110,7 +110,7 @@ def build_all() -> dict[str, Path]:
         bins[name] = gobuild.go_install(name, s[name]["module"], s[name]["version"])
     bins["containerd"] = gobuild.build_containerd(s["containerd"]["version"])
     bins["runc"] = gobuild.build_runc(s["runc"]["version"])
-    bins["pause"] = gobuild.build_local("pause", paths.REPO / "cluster" / "images" / "pause", "1")
+    bins["pause"] = _pause_binary()
     return bins
 
 
@@ -121,10 +121,34 @@ def build_images(bins: dict[str, Path]) -> list[str]:
               s["coredns"]["image"]: (bins["coredns"] / "coredns", "/coredns"),
               s["metrics-server"]["image"]: (bins["metrics-server"] / "metrics-server", "/metrics-server")}
     for image, (binary, target) in wanted.items():
-        name = Path(target).name
-        build_small_image(image, {name: binary},
-                          f"FROM scratch\nCOPY {name} {target}\nUSER 65532:65532\nENTRYPOINT [\"{target}\"]\n")
+        build_pod_image(image, binary, target)
     return list(wanted)
+
+
+def build_pod_image(image: str, binary: Path, target: str) -> None:
+    """FROM scratch, one static binary at `target`, run as a non-root user (skipped when present)."""
+    name = Path(target).name
+    build_small_image(image, {name: binary},
+                      f"FROM scratch\nCOPY {name} {target}\nUSER 65532:65532\nENTRYPOINT [\"{target}\"]\n")
+
+
+def addon_images(bins: dict[str, Path] | None = None) -> list[str]:
+    """The images the add-ons run (pause, CoreDNS, metrics-server, Contour and Envoy, Envoy
+    Gateway and its Envoy), built here (cached). The kind provider loads the same ones where
+    nothing can be pulled."""
+    from .. import images as course_images
+
+    if bins is None:
+        s = spec()
+        bins = {name: gobuild.go_install(name, s[name]["module"], s[name]["version"])
+                for name in ("coredns", "metrics-server")}
+        bins["pause"] = _pause_binary()
+    glibc_base, _ = course_images.base_image(None)  # Envoy needs a C library: the shop's base
+    return build_images(bins) + ingress.build_images(glibc_base) + gatewayapi.build_images(glibc_base)
+
+
+def _pause_binary() -> Path:
+    return gobuild.build_local("pause", paths.REPO / "cluster" / "images" / "pause", "1")
 
 
 def import_images(images: list[str], ctr: Path) -> None:
@@ -353,10 +377,7 @@ def up(extra_images: list[str]) -> None:
     started = time.monotonic()
     preflight()
     bins = build_all()
-    from .. import images as course_images
-
-    glibc_base, _ = course_images.base_image(None)  # Envoy needs a C library: the shop's base
-    images = build_images(bins) + ingress.build_images(glibc_base) + gatewayapi.build_images(glibc_base) + extra_images
+    images = addon_images(bins) + extra_images
     # Rendered before the host is changed: a proxy or Helm failure stops `up` with nothing to undo.
     ingress_docs, gateway_docs = ingress.manifests(), gatewayapi.manifests()
     home().mkdir(parents=True, exist_ok=True)
@@ -437,7 +458,7 @@ def down() -> list[str]:
                 proc.kill()
             except psutil.Error:
                 pass
-    _unmount_under(KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT)
+    hostpaths.unmount_under(KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT)
     for netns in Path("/run/netns").glob("cni-*"):
         subprocess.run(["ip", "netns", "delete", netns.name], capture_output=True)
     # Exactly the rules and chains the cluster added since `up` (KUBE-*, CNI-*, the bridge's
@@ -464,13 +485,6 @@ def _delete_pod_links(bridge: str) -> None:
     for line in ports.splitlines():
         name = line.split(":")[1].strip().split("@")[0]
         subprocess.run(["ip", "link", "delete", name], capture_output=True)
-
-
-def _unmount_under(*roots: Path) -> None:
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    for mount in sorted(mounts, key=len, reverse=True):  # deepest first
-        if any(mount.startswith(str(root)) for root in roots):
-            subprocess.run(["umount", "-l", mount], capture_output=True)
 
 
 def status() -> dict:
