@@ -97,6 +97,23 @@ def cluster_metrics() -> list[Finding]:
                     + "\n".join("       " + line for line in why.splitlines()), podmetrics.FIX, blocking=False)]
 
 
+def cluster_provider() -> list[Finding]:
+    """Which cluster `make cluster` would bring up here, and why (nothing is built or started)."""
+    from .cluster import manage, nerdctl
+
+    if shutil.which("docker") is None:
+        return []
+    provider, why = manage.choose_provider()
+    lines = [f"cluster provider: {provider} ({why})"]
+    missing = nerdctl.missing_capabilities()
+    if missing:
+        lines.append(f"kind here: the course's node image, and kind's nerdctl provider on the course's containerd "
+                     f"(processes lack {', '.join(missing)}, so Docker cannot run kind's privileged nodes)")
+    else:
+        lines.append("kind here: Docker's privileged containers are possible (kind's Docker provider)")
+    return [Finding(True, line, blocking=False) for line in lines]
+
+
 def mesh() -> list[Finding]:
     """With the course cluster up and Istio installed: is the mesh ready (Part IV)?"""
     from .cluster import manage
@@ -114,7 +131,7 @@ def mesh() -> list[Finding]:
 
 
 def run() -> int:
-    findings = [python_version(), packages(), memory(), disk(), *lab_ports(), docker(), *cluster_metrics(), *mesh()]
+    findings = [python_version(), packages(), memory(), disk(), *lab_ports(), docker(), *cluster_provider(), *cluster_metrics(), *mesh()]
     for f in findings:
         mark = "ok  " if f.ok else ("FAIL" if f.blocking else "warn")
         print(f"[{mark}] {f.what}")

@@ -9,6 +9,7 @@ server's service proxy (the same on kind and offline: no node IPs, no port juggl
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import ssl
 import subprocess
@@ -18,6 +19,9 @@ from pathlib import Path
 from . import paths
 from .errors import LabError
 from .shop import ShopClient
+
+# A pod's own cgroup (the last part of cAdvisor's `id`): cgroupfs driver, then systemd driver.
+POD_CGROUP = re.compile(r"^pod[0-9a-f_-]+$|^kubelet-kubepods(-[a-z]+)?-pod[0-9a-f_]+\.slice$")
 
 SHOP_MANIFESTS = paths.REPO / "cluster" / "shop"
 SHOP_SERVICES = ("catalog", "inventory", "payments", "orders", "gateway")
@@ -176,13 +180,15 @@ class Cluster:
 
         The kubelet labels two series per pod with container="": the pod's cgroup
         (/kubepods/.../pod<UID>) and its sandbox's (the pause container, one level below).
-        Only the first is the whole pod; the `id` label tells them apart."""
+        Only the first is the whole pod; the `id` label tells them apart. Its last part is
+        pod<UID> under the cgroupfs driver (the offline cluster) and
+        kubelet-kubepods-<qos>-pod<UID>.slice under the systemd driver (kind)."""
         from . import promtext
 
         text = self.kubelet_metrics("metrics/cadvisor")
         return {labels["pod"]: (value, stamp)
                 for labels, value, stamp in promtext.points(text, metric, namespace=namespace, container="")
-                if labels.get("id", "").rsplit("/", 1)[-1].startswith("pod") and (pod is None or labels.get("pod") == pod)}
+                if POD_CGROUP.match(labels.get("id", "").rsplit("/", 1)[-1]) and (pod is None or labels.get("pod") == pod)}
 
     def pod_memory_mib(self, namespace: str, timeout_s: float = 90) -> dict[str, float]:
         """Each running pod's working-set memory (MiB) as cAdvisor measures it from the pod's

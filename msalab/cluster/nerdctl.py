@@ -53,8 +53,19 @@ def docker_privileged_works(image: str) -> tuple[bool, str]:
                             capture_output=True, text=True, timeout=120)
     if result.returncode == 0:
         return True, "Docker runs privileged containers"
-    reason = (result.stderr.strip().splitlines() or ["?"])[-1]
-    return False, f"Docker cannot run privileged containers here ({reason[-160:]})"
+    reason = (result.stderr.strip().splitlines() or ["?"])[0].split("runc create failed:")[-1].strip()
+    return False, f"Docker cannot run privileged containers here ({reason[-120:]})"
+
+
+def missing_capabilities() -> list[str]:
+    """Capabilities this machine's processes cannot have (their bounding set lacks them):
+    Docker 20.10 asks for all of them for a privileged container, and fails."""
+    names = {21: "CAP_SYS_ADMIN", 24: "CAP_SYS_RESOURCE", 12: "CAP_NET_ADMIN", 25: "CAP_SYS_TIME"}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            bounding = int(line.split()[1], 16)
+            return [name for bit, name in sorted(names.items()) if not bounding >> bit & 1]
+    return []
 
 
 def _config_dir() -> Path:
