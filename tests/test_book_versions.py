@@ -29,6 +29,9 @@ NAMES = {
     "Gateway API": "gateway_api", "Envoy": "envoy", "kind": "kind", "Python": "python",
     "Go": "go", "kubectl": "kubernetes", "Envoy Gateway": "envoy_gateway", "Helm": "helm", "Istio": "istio",
 }
+# Components with a second pin for another role: etcd in the course's kind node, containerd
+# under kind's nerdctl provider.
+ALSO = {"etcd": ["kind_node_etcd"], "containerd": ["nerdctl_containerd"]}
 # A mention: "kubectl 1.36", or "**kubectl** 1.36" where the name is in bold.
 MENTION = re.compile(r"\b(" + "|".join(re.escape(n) for n in NAMES) + r")(?:\*\*)?\s+(?:version\s+)?v?(\d+\.\d+(?:\.\d+)?)\b")
 
@@ -105,8 +108,8 @@ def mentions(path: Path):
 
 
 def is_pinned(component: str, version: str) -> bool:
-    pin = PINS[NAMES[component]]
-    return pin == version or pin.startswith(version + ".")  # "1.36" names the pinned 1.36.3
+    pins = [PINS[NAMES[component]], *(PINS[key] for key in ALSO.get(NAMES[component], []))]
+    return any(pin == version or pin.startswith(version + ".") for pin in pins)  # "1.36" names the pinned 1.36.3
 
 
 def is_history(path: Path, line: str) -> bool:

@@ -31,13 +31,18 @@ def substitutions(pins: dict) -> dict[str, str]:
         "envoy": cluster["envoy"]["pypi"].split("==")[1],
         "kind": cluster["kind"]["version"],
         "kind_node": cluster["kind"]["node_image"].split(":")[1].split("@")[0],
+        # kind where nothing can be pulled: the course's node image runs kubeadm's etcd, and
+        # kind's nerdctl provider runs on a containerd 1.7 of the course's own.
+        "kind_node_etcd": cluster["kind"]["course_node"]["etcd"],
+        "nerdctl": cluster["kind"]["nerdctl"]["version"],
+        "nerdctl_containerd": cluster["kind"]["nerdctl"]["containerd"],
         "istio": pins["mesh"]["istio"]["release"],
         "istio_offline": pins["mesh"]["istio"]["offline_tag"],
         "python": pins["python"],
         "go": pins["go"],
     }
     found = {name: version.lstrip("v") for name, version in found.items()}
-    for name in ("kubernetes", "containerd", "gateway_api", "kind_node", "istio"):
+    for name in ("kubernetes", "containerd", "gateway_api", "kind_node", "istio", "nerdctl_containerd"):
         found[f"{name}_minor"] = ".".join(found[name].split(".")[:2])
     return found
 

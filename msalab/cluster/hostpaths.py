@@ -25,7 +25,7 @@ CREATED_FOLDERS = ("/var/lib/kubelet", "/var/lib/kubelet/device-plugins", "/var/
                    "/var/lib/cni/networks")
 WATCHED = CREATED_FOLDERS + ("/var/lib/kubelet/device-plugins/kubelet.sock", "/run/containerd/containerd.sock",
                              "/run/containerd/containerd.sock.ttrpc", "/var/run/nri", "/var/lib/containerd",
-                             "/etc/cni/net.d")
+                             "/etc/cni/net.d", "/lib/modules")  # kind's nodes mount /lib/modules (nerdctl.py)
 CNI_RESULTS = Path("/var/lib/cni/results")
 
 

@@ -136,8 +136,31 @@ def build() -> str:
     (context / "Dockerfile").write_text(DOCKERFILE.format(base=base))
     engine.build(context, ref, f"remove {context} and rerun python -m msalab cluster up --provider kind")
     shutil.rmtree(context, ignore_errors=True)
-    print(f"[kind] node image {ref} built in {time.monotonic() - started:.0f} s", flush=True)
+    _remove_older_tags(ref)
+    elapsed = time.monotonic() - started
+    _timing_record().write_text(f"{ref} built in {elapsed:.0f} s\n")  # for make bench-cluster
+    print(f"[kind] node image {ref} built in {elapsed:.0f} s", flush=True)
     return ref
+
+
+def _remove_older_tags(current: str) -> None:
+    """A node image is about 1 GB: the one a changed input replaced goes."""
+    name = spec()["name"]
+    listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", name],
+                            capture_output=True, text=True).stdout.split()
+    for ref in listed:
+        if ref != current:
+            subprocess.run(["docker", "rmi", ref], capture_output=True)
+
+
+def _timing_record() -> Path:
+    return paths.cache_dir() / "kind-node-built.txt"
+
+
+def recorded_build_seconds() -> float:
+    """How long the node image took to assemble once its Go builds were done; NaN if unknown."""
+    words = _timing_record().read_text().split() if _timing_record().exists() else []
+    return float(words[3]) if len(words) > 3 and words[3].isdigit() else float("nan")
 
 
 # systemd runs as PID 1 (kind's nodes are whole machines); `container` tells it it is in one,

@@ -121,19 +121,29 @@ INJECTOR_WEBHOOK = "istio-sidecar-injector"
 def install() -> str:
     """Install Istio on the course cluster (idempotent: istioctl reconciles what is there)."""
     provider = _provider()
-    if provider == "offline":
-        _offline_images()
+    if built_here(provider):
+        _built_images(provider)
     run_istioctl(*install_command(provider), timeout_s=600)
     _kubectl("rollout", "status", "deployment/istiod", "-n", "istio-system", "--timeout=180s")
     return f"Istio {version(provider)} installed ({provider}): istiod ready, injection webhook {INJECTOR_WEBHOOK}"
 
 
+def built_here(provider: str) -> bool:
+    """Istio built from the Go module proxy (the offline cluster, and kind on the course's own
+    node image, where nothing can be pulled), or the release (kind on its published image)."""
+    if provider == "offline":
+        return True
+    from . import kind
+
+    return bool(kind.setup().get("course_node"))
+
+
 def version(provider: str) -> str:
-    return spec()["offline_tag"] if provider == "offline" else spec()["release"]
+    return spec()["offline_tag"] if built_here(provider) else spec()["release"]
 
 
 def install_command(provider: str) -> list[str]:
-    settings = [*COURSE_SETTINGS, *(OFFLINE_SETTINGS if provider == "offline" else _release_images())]
+    settings = [*COURSE_SETTINGS, *(OFFLINE_SETTINGS if built_here(provider) else _release_images())]
     return ["install", "-y", *[arg for setting in settings for arg in ("--set", setting)]]
 
 
@@ -144,11 +154,15 @@ def _release_images() -> list[str]:
             f"values.global.proxy_init.image={images['proxyv2']}"]
 
 
-def _offline_images() -> None:
-    """Build (cached) and import the pilot and proxyv2 images, unless containerd has them."""
-    from . import gatewayapi, offline
+def _built_images(provider: str) -> None:
+    """Build (cached) the pilot and proxyv2 images and put them where the cluster's pods run:
+    the offline cluster's containerd (unless it has them), or the kind node (kind load)."""
+    from . import gatewayapi, kind, offline
 
     images = build_images(gatewayapi.spec()["envoy-gateway"]["envoy"]["image"])
+    if provider == "kind":
+        kind.load_images(images)
+        return
     ctr = offline.containerd_bin() / "ctr"
     listed = subprocess.run([str(ctr), "--address", str(offline.CONTAINERD_SOCKET), "-n", "k8s.io", "images", "ls", "-q"],
                             capture_output=True, text=True).stdout.split()
@@ -168,8 +182,8 @@ def _provider() -> str:
 
 
 def istioctl(provider: str | None = None) -> Path:
-    """istioctl of the installed mesh: built here (offline), or the release's (kind)."""
-    if (provider or _provider()) == "offline":
+    """istioctl of the installed mesh: built here, or the release's (kind on its published image)."""
+    if built_here(provider or _provider()):
         return build_binaries()["istio"] / "istioctl"
     return _release_istioctl()
 

@@ -1,0 +1,82 @@
+"""kind where nothing can be pulled: the course's node image, its kind config, and the helpers
+that read a kind cluster (the cluster itself runs in `make test-kind`)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from msalab import k8s, paths
+from msalab.cluster import gobuild, kind, kindnode, nerdctl
+
+NODE_FILES = paths.REPO / "cluster" / "kind" / "node"
+
+
+@pytest.mark.parametrize("cgroup, is_pod", [
+    ("pod0d4c41a6-0c41-4e7a-9f51-62a63a4f3d54", True),                                    # cgroupfs (offline)
+    ("kubelet-kubepods-burstable-pod0d4c41a6_0c41_4e7a_9f51_62a63a4f3d54.slice", True),   # systemd (kind)
+    ("kubelet-kubepods-pod0d4c41a6_0c41_4e7a_9f51_62a63a4f3d54.slice", True),             # Guaranteed, systemd
+    ("cri-containerd-83c04d4f5dd11caa14c105c1faca9ad7c06962d4de4fb53a759bde8fa3d991b2.scope", False),
+    ("83c04d4f5dd11caa14c105c1faca9ad7c06962d4de4fb53a759bde8fa3d991b2", False),           # a sandbox
+    ("kubelet-kubepods-burstable.slice", False),
+])
+def test_a_pods_own_cgroup_is_recognised_under_both_cgroup_drivers(cgroup, is_pod):
+    """cAdvisor's per-pod series (kubectl top's figures in Lab III.6) are found on both providers."""
+    assert bool(k8s.POD_CGROUP.match(cgroup)) is is_pod
+
+
+def test_the_course_node_config_skips_kubeadms_coredns_and_keeps_the_course_settings(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "cluster_dir", lambda: tmp_path)
+    config = yaml.safe_load(open(kind._config(course_node=True)))
+    patches = [yaml.safe_load(p) for p in config["kubeadmConfigPatches"]]
+    init = next(p for p in patches if p["kind"] == "InitConfiguration")
+    assert init["skipPhases"] == ["preflight", "addon/coredns"]  # preflight: kind's own default, kept
+    assert any(p["kind"] == "KubeletConfiguration" and p["failCgroupV1"] is False for p in patches)
+    assert config["networking"]["podSubnet"] == kindnode.spec()["pod_subnet"]
+    ports = {m["hostPort"] for m in config["nodes"][0]["extraPortMappings"]}
+    cluster = paths.versions()["cluster"]
+    assert ports == {cluster["ingress_host_port"], cluster["gateway_host_port"]}
+    assert kind._config(course_node=False) == str(kind.CONFIG)  # the published image: the file as it is
+
+
+def test_the_node_image_tag_changes_with_any_of_its_files(tmp_path, monkeypatch):
+    before = kindnode.image_ref()
+    copy = shutil.copytree(NODE_FILES, tmp_path / "node")
+    monkeypatch.setattr(kindnode, "FILES", copy)
+    assert kindnode.image_ref() == before
+    (copy / "etc" / "sysctl.d" / "10-msalab.conf").write_text("net.ipv4.conf.all.route_localnet=0\n")
+    assert kindnode.image_ref() != before
+
+
+def test_the_node_files_are_valid():
+    result = subprocess.run(["bash", "-n", str(NODE_FILES / "usr/local/bin/entrypoint")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    manifest = yaml.safe_load((NODE_FILES / "kind/manifests/default-cni.yaml").read_text())
+    assert manifest["kind"] == "ConfigMap" and "{{ .PodSubnet }}" in manifest["data"]["podSubnet"]
+    conflist = kindnode._fill((NODE_FILES / "etc/cni/net.d/10-msalab.conflist").read_text())
+    import json
+
+    plugins = [p["type"] for p in json.loads(conflist)["plugins"]]
+    assert plugins == ["bridge", "portmap"] and kindnode.spec()["pod_subnet"] in conflist
+
+
+def test_the_preloaded_images_are_the_ones_kubeadm_asks_for():
+    """kubeadm runs its images by these names: one it does not find would be pulled, and fail."""
+    k8s_version = paths.versions()["cluster"]["kubernetes"]["version"]
+    kubeadm = gobuild.build_root("kubernetes", k8s_version) / "bin" / "kubeadm"
+    if not kubeadm.exists():
+        pytest.skip("kubeadm is not built yet (python -m msalab cluster up --provider kind builds it)")
+    asked = subprocess.run([str(kubeadm), "config", "images", "list", "--kubernetes-version", k8s_version],
+                           capture_output=True, text=True, check=True).stdout.split()
+    # CoreDNS is the course's own add-on on kind's course node (kubeadm's phase is skipped).
+    assert sorted(a for a in asked if "coredns" not in a) == sorted(kindnode.preloaded_images().values())
+
+
+def test_capability_check_reads_the_bounding_set():
+    missing = nerdctl.missing_capabilities()
+    with open("/proc/self/status") as status:
+        bounding = int(next(line for line in status if line.startswith("CapBnd:")).split()[1], 16)
+    assert ("CAP_SYS_RESOURCE" in missing) is (not bounding >> 24 & 1)
