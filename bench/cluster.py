@@ -105,8 +105,11 @@ def cluster_memory_mib(provider: str) -> float:
     if provider == "offline":
         total += sum(psutil.Process(pid).memory_info().rss for pid in offline._running().values())
         marker = str(offline.CONTAINERD_STATE)
-    else:
-        marker = str(nerdctl.STATE) if kind.setup().get("runtime") == "nerdctl" else "moby"
+    elif kind.setup().get("runtime") == "nerdctl":
+        marker = str(nerdctl.STATE)
+    else:  # Docker's shim names the container: the node's, not every container Docker runs
+        node = f"{kind.spec()['cluster_name']}-control-plane"
+        marker = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", node], capture_output=True, text=True).stdout.strip()
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         if "containerd-shim" in cmdline and marker in cmdline:

@@ -98,13 +98,18 @@ def cluster_metrics() -> list[Finding]:
 
 
 def cluster_provider() -> list[Finding]:
-    """Which cluster `make cluster` would bring up here, and why (nothing is built or started)."""
+    """Which cluster `make cluster` would bring up here, and why. Nothing is built or started
+    (choosing tries to pull kind's node image, which fails at once where no registry answers)."""
     from .cluster import manage, nerdctl
 
     if shutil.which("docker") is None:
         return []
-    provider, why = manage.choose_provider()
-    lines = [f"cluster provider: {provider} ({why})"]
+    running = manage.current_provider()
+    if running:
+        lines = [f"cluster provider: {running} (the course cluster is up)"]
+    else:
+        provider, why = manage.choose_provider()
+        lines = [f"cluster provider: {provider} ({why})"]
     missing = nerdctl.missing_capabilities()
     if missing:
         lines.append(f"kind here: the course's node image, and kind's nerdctl provider on the course's containerd "

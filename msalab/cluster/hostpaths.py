@@ -25,13 +25,16 @@ CREATED_FOLDERS = ("/var/lib/kubelet", "/var/lib/kubelet/device-plugins", "/var/
                    "/var/lib/cni/networks")
 WATCHED = CREATED_FOLDERS + ("/var/lib/kubelet/device-plugins/kubelet.sock", "/run/containerd/containerd.sock",
                              "/run/containerd/containerd.sock.ttrpc", "/var/run/nri", "/var/lib/containerd",
-                             "/etc/cni/net.d", "/lib/modules")  # kind's nodes mount /lib/modules (nerdctl.py)
+                             "/etc/cni/net.d", "/lib/modules",  # kind's nodes mount /lib/modules (nerdctl.py)
+                             "/var/lib/msalab-kind", "/run/msalab-kind", "/opt/containerd")  # nerdctl.py's containerd
 CNI_RESULTS = Path("/var/lib/cni/results")
+CNI_NETWORKS = Path("/var/lib/cni/networks")  # host-local's addresses, a folder per network
 
 
 def current() -> dict:
     return {"exists": [p for p in WATCHED if os.path.lexists(p)],
-            "cni_results": sorted(os.listdir(CNI_RESULTS)) if CNI_RESULTS.is_dir() else []}
+            "cni_results": sorted(os.listdir(CNI_RESULTS)) if CNI_RESULTS.is_dir() else [],
+            "cni_networks": sorted(os.listdir(CNI_NETWORKS)) if CNI_NETWORKS.is_dir() else []}
 
 
 def save_snapshot(path: Path) -> None:
@@ -50,6 +53,8 @@ def restore(path: Path) -> list[str]:
             (CNI_RESULTS / name).unlink()
         except OSError as err:
             problems.append(f"{CNI_RESULTS / name}: {err}")
+    for name in set(current()["cni_networks"]) - set(before.get("cni_networks", [])):
+        shutil.rmtree(CNI_NETWORKS / name, ignore_errors=True)
     socket = Path("/var/lib/kubelet/device-plugins/kubelet.sock")
     if str(socket) not in before["exists"]:
         socket.unlink(missing_ok=True)
@@ -61,7 +66,8 @@ def restore(path: Path) -> list[str]:
 
 def footprint_lines() -> list[str]:
     now = current()
-    return [f"host path {p}" for p in now["exists"]] + [f"cni result {n}" for n in now["cni_results"]]
+    return ([f"host path {p}" for p in now["exists"]] + [f"cni result {n}" for n in now["cni_results"]]
+            + [f"cni network {n}" for n in now["cni_networks"]])
 
 
 def unmount_under(*roots: Path) -> None:

@@ -73,13 +73,13 @@ def choose_setup() -> dict:
     """Node image and runtime for this machine, each with the reason."""
     published, why_image = node_image_available()
     if published:
-        return {"image": spec()["node_image"], "course_node": False, "runtime": "docker",
-                "why": f"{why_image}; Docker runs it"}
-    image = kindnode.build()
+        image, why_image = spec()["node_image"], f"{why_image}: kind's published node image"
+    else:
+        image = kindnode.build()
+        why_image = f"{why_image}: the course's node image {image}"
     privileged, why_runtime = nerdctl.docker_privileged_works(image)
-    runtime = "docker" if privileged else "nerdctl"
-    return {"image": image, "course_node": True, "runtime": runtime,
-            "why": f"{why_image}: the course's node image {image}; {why_runtime}"
+    return {"image": image, "course_node": not published, "runtime": "docker" if privileged else "nerdctl",
+            "why": f"{why_image}; {why_runtime}"
                    + ("" if privileged else ": kind's nerdctl provider, on the course's own containerd")}
 
 
@@ -115,7 +115,9 @@ def up(images: list[str]) -> None:
     ingress_docs, gateway_docs = ingress.manifests(), gatewayapi.manifests()
     name, kubeconfig = spec()["cluster_name"], kubeconfig_path()
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-    chosen = setup() or choose_setup()
+    # A cluster that exists keeps its setup; a new one is set up afresh (the node image may
+    # have changed since a failed `up`).
+    chosen = setup() if is_up() else choose_setup()
     print(f"[kind] node image {chosen['image']}, runtime {chosen['runtime']} ({chosen['why']})", flush=True)
     if kubectl_binary() is None:
         raise LabError("kubectl is not installed", kubectl_install_hint())
@@ -183,29 +185,34 @@ def kubectl_install_hint() -> str:
 def down() -> list[str]:
     """The cluster, its nodes, and (nerdctl provider) the course's containerd, its network and state."""
     removed = []
-    runtime = setup().get("runtime")
-    runtimes = [runtime] if runtime else (["docker", "nerdctl"] if nerdctl.is_set_up() else ["docker"])
     name = spec()["cluster_name"]
-    for each in runtimes:
-        if kind_binary() is None or (each == "docker" and not engine.docker_available()):
-            continue
-        if each == "nerdctl" and not nerdctl.is_set_up():
-            continue
-        if each == "nerdctl":
-            nerdctl.start()  # kind deletes its nodes through nerdctl, which needs the containerd
-        if name in _kind("get", "clusters", runtime=each, check=False).stdout.split():
-            _kind("delete", "cluster", "--name", name, runtime=each)
-            removed.append(f"kind cluster {name} ({each})")
-    if nerdctl.is_set_up():
-        removed += nerdctl.stop()
-    kubeconfig_path().unlink(missing_ok=True)
-    _setup_record().unlink(missing_ok=True)
+    try:
+        for runtime in ("docker", "nerdctl"):
+            if kind_binary() is None or not (engine.docker_available() if runtime == "docker" else nerdctl.is_set_up()):
+                continue
+            if runtime == "nerdctl":
+                nerdctl.start()  # kind deletes its nodes through nerdctl, which needs the containerd
+            if name in _kind("get", "clusters", runtime=runtime, check=False).stdout.split():
+                deleted = _kind("delete", "cluster", "--name", name, runtime=runtime, check=False)
+                if deleted.returncode == 0:
+                    removed.append(f"kind cluster {name} ({runtime})")
+                else:
+                    print(f"[down] kind delete cluster ({runtime}) failed: {deleted.stderr.strip()[-300:]}", flush=True)
+    finally:
+        # Whatever failed above: the course's containerd for nerdctl removes any node left.
+        if nerdctl.is_set_up():
+            removed += nerdctl.stop()
+        kubeconfig_path().unlink(missing_ok=True)
+        _setup_record().unlink(missing_ok=True)
     return removed
 
 
 def is_up() -> bool:
-    binary = kind_binary()
-    return bool(binary) and bool(setup()) and spec()["cluster_name"] in _kind("get", "clusters", check=False).stdout.split()
+    """The recorded setup's cluster exists (its runtime answers and lists it)."""
+    runtime = setup().get("runtime")
+    if not runtime or kind_binary() is None or (runtime == "nerdctl" and not nerdctl.is_set_up()):
+        return False
+    return spec()["cluster_name"] in _kind("get", "clusters", runtime=runtime, check=False).stdout.split()
 
 
 def load_images(images: list[str]) -> None:

@@ -49,6 +49,7 @@ def _inputs_key() -> str:
     """A hash of everything the image is made of: a changed file or version makes a new tag."""
     digest = hashlib.sha256(repr((spec(), _cluster()["kubernetes"]["version"], _cluster()["containerd"],
                                   _cluster()["runc"], _cluster()["pause"])).encode())
+    digest.update(Path(__file__).read_bytes())  # how they are put together (the Dockerfile is here)
     for path in sorted(FILES.rglob("*")):
         if path.is_file():
             digest.update(str(path.relative_to(FILES)).encode() + path.read_bytes())

@@ -49,23 +49,33 @@ def binaries() -> dict[str, Path]:
 
 def docker_privileged_works(image: str) -> tuple[bool, str]:
     """Whether Docker can run a privileged container here (kind's Docker provider needs it)."""
-    result = subprocess.run(["docker", "run", "--rm", "--privileged", "--entrypoint", "/bin/true", image],
-                            capture_output=True, text=True, timeout=120)
+    try:
+        result = subprocess.run(["docker", "run", "--rm", "--privileged", "--entrypoint", "/bin/true", image],
+                                capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return False, "Docker did not run a privileged container within 120 s"
     if result.returncode == 0:
         return True, "Docker runs privileged containers"
     reason = (result.stderr.strip().splitlines() or ["?"])[0].split("runc create failed:")[-1].strip()
     return False, f"Docker cannot run privileged containers here ({reason[-120:]})"
 
 
-def missing_capabilities() -> list[str]:
-    """Capabilities this machine's processes cannot have (their bounding set lacks them):
-    Docker 20.10 asks for all of them for a privileged container, and fails."""
-    names = {21: "CAP_SYS_ADMIN", 24: "CAP_SYS_RESOURCE", 12: "CAP_NET_ADMIN", 25: "CAP_SYS_TIME"}
-    for line in Path("/proc/self/status").read_text().splitlines():
+def missing_capabilities(status: str | None = None) -> list[str]:
+    """Capabilities up to the kernel's last one that this machine's processes cannot have (their
+    bounding set lacks them): Docker 20.10 asks for all it knows for a privileged container,
+    and fails if one is missing. `status` is /proc/self/status's text (read if not given)."""
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text()) if Path("/proc/sys/kernel/cap_last_cap").exists() else 40
+    status = status if status is not None else Path("/proc/self/status").read_text()
+    for line in status.splitlines():
         if line.startswith("CapBnd:"):
             bounding = int(line.split()[1], 16)
-            return [name for bit, name in sorted(names.items()) if not bounding >> bit & 1]
+            return [CAPABILITIES.get(bit, f"capability {bit}") for bit in range(last + 1) if not bounding >> bit & 1]
     return []
+
+
+# The ones a sandboxed host is likely to withhold, by number (linux/capability.h).
+CAPABILITIES = {12: "CAP_NET_ADMIN", 16: "CAP_SYS_MODULE", 21: "CAP_SYS_ADMIN", 24: "CAP_SYS_RESOURCE",
+                25: "CAP_SYS_TIME", 37: "CAP_AUDIT_READ", 38: "CAP_PERFMON", 39: "CAP_BPF", 40: "CAP_CHECKPOINT_RESTORE"}
 
 
 def _config_dir() -> Path:
@@ -97,8 +107,9 @@ def _write_config() -> None:
 version = 2
 root = "{ROOT / 'containerd'}"
 state = "{STATE / 'containerd'}"
-# Only nerdctl uses it: no CRI (that is the node's own containerd's job).
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+# Only nerdctl uses it: no CRI (that is the node's own containerd's job), and no `opt`
+# plugin (it would create /opt/containerd on the host).
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"]
 [grpc]
   address = "{SOCKET}"
 [ttrpc]
@@ -141,6 +152,7 @@ def start() -> None:
     if _containerd_pids():
         return
     STATE.mkdir(parents=True, exist_ok=True)
+    SOCKET.unlink(missing_ok=True)  # one left by a containerd that died would pass the wait below
     log = (ROOT / "containerd.log").open("ab")
     runtime_path = f"{bins['containerd']}{os.pathsep}{bins['runc']}{os.pathsep}{os.environ.get('PATH', '')}"
     subprocess.Popen([str(bins["containerd"] / "containerd"), "--config", str(_config_dir() / "containerd.toml")],
@@ -182,7 +194,11 @@ def stop() -> list[str]:
     done = []
     bridges = _our_bridges()  # read before `network rm` deletes the files that name them
     if ROOT.exists() and _containerd_pids():
-        # Networks first, while containerd answers: nerdctl removes the bridge's CNI state.
+        # While containerd answers: any node `kind delete` did not remove (a shim outlives
+        # containerd, and its container with it), then the networks (nerdctl removes their CNI state).
+        for container in nerdctl("ps", "-aq", check=False, text=True).stdout.split():
+            nerdctl("rm", "-f", "-v", container, check=False)
+            done.append(f"container {container}")
         for name in nerdctl("network", "ls", "-q", check=False, text=True).stdout.split():
             nerdctl("network", "rm", name, check=False)
     for pid in _containerd_pids():

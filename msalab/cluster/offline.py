@@ -106,12 +106,9 @@ def build_all() -> dict[str, Path]:
     gobuild.require_go()
     bins = {"kubernetes": gobuild.build_kubernetes(k8s["version"], k8s["staging_version"], k8s["commands"]),
             "etcd": gobuild.build_etcd(s["etcd"]["version"])}
-    for name in ("coredns", "metrics-server"):
-        bins[name] = gobuild.go_install(name, s[name]["module"], s[name]["version"])
     bins["containerd"] = gobuild.build_containerd(s["containerd"]["version"])
     bins["runc"] = gobuild.build_runc(s["runc"]["version"])
-    bins["pause"] = _pause_binary()
-    return bins
+    return {**bins, **_pod_binaries()}
 
 
 def build_images(bins: dict[str, Path]) -> list[str]:
@@ -138,17 +135,17 @@ def addon_images(bins: dict[str, Path] | None = None) -> list[str]:
     nothing can be pulled."""
     from .. import images as course_images
 
-    if bins is None:
-        s = spec()
-        bins = {name: gobuild.go_install(name, s[name]["module"], s[name]["version"])
-                for name in ("coredns", "metrics-server")}
-        bins["pause"] = _pause_binary()
     glibc_base, _ = course_images.base_image(None)  # Envoy needs a C library: the shop's base
-    return build_images(bins) + ingress.build_images(glibc_base) + gatewayapi.build_images(glibc_base)
+    return (build_images(bins or _pod_binaries()) + ingress.build_images(glibc_base)
+            + gatewayapi.build_images(glibc_base))
 
 
-def _pause_binary() -> Path:
-    return gobuild.build_local("pause", paths.REPO / "cluster" / "images" / "pause", "1")
+def _pod_binaries() -> dict[str, Path]:
+    """The binaries build_images puts in images: CoreDNS, metrics-server and pause."""
+    s = spec()
+    bins = {name: gobuild.go_install(name, s[name]["module"], s[name]["version"]) for name in ("coredns", "metrics-server")}
+    bins["pause"] = gobuild.build_local("pause", paths.REPO / "cluster" / "images" / "pause", "1")
+    return bins
 
 
 def import_images(images: list[str], ctr: Path) -> None:
