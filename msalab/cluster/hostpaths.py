@@ -26,7 +26,8 @@ CREATED_FOLDERS = ("/var/lib/kubelet", "/var/lib/kubelet/device-plugins", "/var/
 WATCHED = CREATED_FOLDERS + ("/var/lib/kubelet/device-plugins/kubelet.sock", "/run/containerd/containerd.sock",
                              "/run/containerd/containerd.sock.ttrpc", "/var/run/nri", "/var/lib/containerd",
                              "/etc/cni/net.d", "/lib/modules",  # kind's nodes mount /lib/modules (nerdctl.py)
-                             "/var/lib/msalab-kind", "/run/msalab-kind", "/opt/containerd")  # nerdctl.py's containerd
+                             "/var/lib/msalab-kind", "/run/msalab-kind", "/opt/containerd",  # nerdctl.py's containerd
+                             "/run/containerd")
 CNI_RESULTS = Path("/var/lib/cni/results")
 CNI_NETWORKS = Path("/var/lib/cni/networks")  # host-local's addresses, a folder per network
 

@@ -34,6 +34,9 @@ STATE = Path("/run/msalab-kind")
 SOCKET = STATE / "containerd.sock"
 NAMESPACE = "msalab"
 MODULES = Path("/lib/modules")  # kind mounts it into each node; where it is absent, the mount makes it
+# containerd 1.7 keeps some state at fixed paths, whatever its configuration: the shims'
+# sockets (s/), runc's state (runc/NAMESPACE) and nerdctl's I/O pipes (fifo/).
+DEFAULT_STATE = Path("/run/containerd")
 
 
 def spec() -> dict:
@@ -128,7 +131,7 @@ snapshotter = "overlayfs"
 
 def _snapshots() -> dict[str, Path]:
     return {"netfilter": ROOT / "netfilter-before.json", "hostpaths": ROOT / "hostpaths-before.json",
-            "modules": ROOT / "lib-modules-absent"}
+            "modules": ROOT / "lib-modules-absent", "default-state": ROOT / "run-containerd-absent"}
 
 
 def _containerd_pids() -> list[int]:
@@ -148,6 +151,8 @@ def start() -> None:
     hostpaths.save_snapshot(snaps["hostpaths"])
     if not MODULES.exists() and not snaps["modules"].exists():
         snaps["modules"].write_text("kind's mount of /lib/modules created it: down removes it\n")
+    if not DEFAULT_STATE.exists() and not snaps["default-state"].exists():
+        snaps["default-state"].write_text("containerd 1.7's shims and nerdctl created it: down removes it\n")
     _write_config()
     if _containerd_pids():
         return
@@ -220,6 +225,7 @@ def stop() -> list[str]:
         subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
     if snaps["modules"].exists() and MODULES.is_dir() and not any(MODULES.iterdir()):
         MODULES.rmdir()
+    _remove_default_state(snaps["default-state"].exists())
     for folder in (STATE, ROOT):
         shutil.rmtree(folder, ignore_errors=True)
     return done
@@ -247,3 +253,12 @@ def _our_bridges() -> list[str]:
             if plugin.get("type") == "bridge" and plugin.get("bridge"):
                 found.add(plugin["bridge"])
     return sorted(found)
+
+
+def _remove_default_state(created_by_us: bool) -> None:
+    """What containerd 1.7 and nerdctl left under /run/containerd: runc's state of the course's
+    namespace always; the whole folder only where `start` found none (otherwise another
+    containerd on the machine uses it). A shim that was killed leaves its socket in s/."""
+    shutil.rmtree(DEFAULT_STATE / "runc" / NAMESPACE, ignore_errors=True)
+    if created_by_us and not (DEFAULT_STATE / "containerd.sock").exists():
+        shutil.rmtree(DEFAULT_STATE, ignore_errors=True)
