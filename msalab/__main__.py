@@ -152,9 +152,9 @@ def clean() -> int:
 
     if (pid := prebuild.stop()) is not None:
         print(f"stopped make test's background Go build (pid {pid})")
-    from .cluster import manage
+    from .cluster import manage, nerdctl
 
-    if manage.current_provider():
+    if manage.current_provider() or nerdctl.is_set_up():  # kind's runtime may outlive a failed `up`
         print(f"removed the course cluster: {', '.join(manage.down())}")
     from . import engine
 
