@@ -27,7 +27,9 @@ WATCHED = CREATED_FOLDERS + ("/var/lib/kubelet/device-plugins/kubelet.sock", "/r
                              "/run/containerd/containerd.sock.ttrpc", "/var/run/nri", "/var/lib/containerd",
                              "/etc/cni/net.d", "/lib/modules",  # kind's nodes mount /lib/modules (nerdctl.py)
                              "/var/lib/msalab-kind", "/run/msalab-kind", "/opt/containerd",  # nerdctl.py's containerd
-                             "/run/containerd")
+                             # runc's default state of the course's containerd namespaces. /run/containerd
+                             # itself is not watched: Docker's shims make it too (its namespace is moby).
+                             "/run/containerd/runc/k8s.io", "/run/containerd/runc/msalab")
 CNI_RESULTS = Path("/var/lib/cni/results")
 CNI_NETWORKS = Path("/var/lib/cni/networks")  # host-local's addresses, a folder per network
 
@@ -79,3 +81,24 @@ def unmount_under(*roots: Path) -> None:
     for mount in sorted(mounts, key=len, reverse=True):
         if any(mount.startswith(str(root)) for root in roots):
             subprocess.run(["umount", "-l", mount], capture_output=True)
+
+
+def shim_sockets(pids: list[int]) -> list[str]:
+    """The sockets these container shims listen on. Every containerd's shims put them in
+    /run/containerd/s, whatever its own state folder; a shim that is killed leaves its socket
+    there, so `down` reads them first and removes them after (only those: Docker's are there too)."""
+    import psutil
+
+    found = []
+    for pid in pids:
+        try:
+            found += [c.laddr for c in psutil.Process(pid).net_connections(kind="unix")
+                      if c.laddr and c.laddr.startswith("/run/containerd/s/")]
+        except psutil.Error:
+            pass
+    return found
+
+
+def remove_files(names: list[str]) -> None:
+    for name in names:
+        Path(name).unlink(missing_ok=True)

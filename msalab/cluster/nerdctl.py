@@ -35,7 +35,8 @@ SOCKET = STATE / "containerd.sock"
 NAMESPACE = "msalab"
 MODULES = Path("/lib/modules")  # kind mounts it into each node; where it is absent, the mount makes it
 # containerd 1.7 keeps some state at fixed paths, whatever its configuration: the shims'
-# sockets (s/), runc's state (runc/NAMESPACE) and nerdctl's I/O pipes (fifo/).
+# sockets (s/) and runc's state (runc/NAMESPACE). `down` removes the course's: its shims'
+# sockets and its namespace's runc state. (The folders stay: Docker's shims use them too.)
 DEFAULT_STATE = Path("/run/containerd")
 
 
@@ -134,7 +135,7 @@ snapshotter = "overlayfs"
 
 def _snapshots() -> dict[str, Path]:
     return {"netfilter": ROOT / "netfilter-before.json", "hostpaths": ROOT / "hostpaths-before.json",
-            "modules": ROOT / "lib-modules-absent", "default-state": ROOT / "run-containerd-absent"}
+            "modules": ROOT / "lib-modules-absent"}
 
 
 def _containerd_pids() -> list[int]:
@@ -154,8 +155,6 @@ def start() -> None:
     hostpaths.save_snapshot(snaps["hostpaths"])
     if not MODULES.exists() and not snaps["modules"].exists():
         snaps["modules"].write_text("kind's mount of /lib/modules created it: down removes it\n")
-    if not DEFAULT_STATE.exists() and not snaps["default-state"].exists():
-        snaps["default-state"].write_text("containerd 1.7's shims and nerdctl created it: down removes it\n")
     _write_config()
     if _containerd_pids():
         return
@@ -212,10 +211,12 @@ def stop() -> list[str]:
     for pid in _containerd_pids():
         _terminate(pid)
         done.append("containerd (kind's nerdctl provider)")
-    for proc in psutil.process_iter(["cmdline"]):  # shims outlive containerd by design
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if "containerd-shim" in cmdline and str(STATE) in cmdline:
-            _terminate(proc.pid)
+    shims = [p.pid for p in psutil.process_iter(["cmdline"])  # shims outlive containerd by design
+             if "containerd-shim" in " ".join(p.info["cmdline"] or []) and str(STATE) in " ".join(p.info["cmdline"] or [])]
+    sockets = hostpaths.shim_sockets(shims)
+    for pid in shims:
+        _terminate(pid)
+    hostpaths.remove_files(sockets)
     unmount_under(STATE, ROOT)
     snaps = _snapshots()
     markers = ("msalab", "nerdctl")
@@ -228,7 +229,7 @@ def stop() -> list[str]:
         subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
     if snaps["modules"].exists() and MODULES.is_dir() and not any(MODULES.iterdir()):
         MODULES.rmdir()
-    _remove_default_state(snaps["default-state"].exists())
+    shutil.rmtree(DEFAULT_STATE / "runc" / NAMESPACE, ignore_errors=True)  # containerd 1.7's runc state
     for folder in (STATE, ROOT):
         shutil.rmtree(folder, ignore_errors=True)
     return done
@@ -256,12 +257,3 @@ def _our_bridges() -> list[str]:
             if plugin.get("type") == "bridge" and plugin.get("bridge"):
                 found.add(plugin["bridge"])
     return sorted(found)
-
-
-def _remove_default_state(created_by_us: bool) -> None:
-    """What containerd 1.7 and nerdctl left under /run/containerd: runc's state of the course's
-    namespace always; the whole folder only where `start` found none (otherwise another
-    containerd on the machine uses it). A shim that was killed leaves its socket in s/."""
-    shutil.rmtree(DEFAULT_STATE / "runc" / NAMESPACE, ignore_errors=True)
-    if created_by_us and not (DEFAULT_STATE / "containerd.sock").exists():
-        shutil.rmtree(DEFAULT_STATE, ignore_errors=True)

@@ -445,9 +445,12 @@ def down() -> list[str]:
             _stop(running[name])
             done.append(name)
     # Container shims outlive containerd by design; these belong to our containerd only.
+    shims = [p.pid for p in psutil.process_iter(["cmdline"])
+             if "containerd-shim" in " ".join(p.info["cmdline"] or []) and str(CONTAINERD_STATE) in " ".join(p.info["cmdline"] or [])]
+    sockets = hostpaths.shim_sockets(shims)
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        our_shim = "containerd-shim" in cmdline and str(CONTAINERD_STATE) in cmdline
+        our_shim = proc.pid in shims
         if our_shim or (str(KUBELET_ROOT) in cmdline and proc.pid != os.getpid()):
             try:
                 for child in proc.children(recursive=True):
@@ -455,6 +458,7 @@ def down() -> list[str]:
                 proc.kill()
             except psutil.Error:
                 pass
+    hostpaths.remove_files(sockets)  # a killed shim cannot remove its own
     hostpaths.unmount_under(KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT)
     for netns in Path("/run/netns").glob("cni-*"):
         subprocess.run(["ip", "netns", "delete", netns.name], capture_output=True)
