@@ -99,7 +99,7 @@ test-cluster: venv
 # The same cluster phase on kind (the provider learners use): kind itself, unmodified; here with
 # the course's node image and kind's nerdctl provider (Docker cannot run privileged containers
 # on these machines). Not part of `make test`: both cluster phases cold would not fit in CI's
-# 90 minutes. Its time from a fresh clone is in the README ("The course cluster").
+# 90 minutes. Its time from a fresh clone is in the README ("Tests").
 test-kind: venv docker
 	$(MAKE) test-cluster PROVIDER=kind
 

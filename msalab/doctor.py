@@ -111,11 +111,12 @@ def cluster_provider() -> list[Finding]:
         provider, why = manage.choose_provider()
         lines = [f"cluster provider: {provider} ({why})"]
     missing = nerdctl.missing_capabilities()
+    # A prediction from the capabilities; `cluster up` tries a privileged container to decide.
     if missing:
-        lines.append(f"kind here: the course's node image, and kind's nerdctl provider on the course's containerd "
-                     f"(processes lack {', '.join(missing)}, so Docker cannot run kind's privileged nodes)")
+        lines.append(f"kind's runtime here: its nerdctl provider on the course's containerd (processes lack "
+                     f"{', '.join(missing)}, so Docker's privileged containers, kind's nodes, would fail)")
     else:
-        lines.append("kind here: Docker's privileged containers are possible (kind's Docker provider)")
+        lines.append("kind's runtime here: Docker (no capability is missing for its privileged containers)")
     return [Finding(True, line, blocking=False) for line in lines]
 
 
