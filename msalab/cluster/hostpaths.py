@@ -83,6 +83,14 @@ def unmount_under(*roots: Path) -> None:
             subprocess.run(["umount", "-l", mount], capture_output=True)
 
 
+def shims_of(state: Path) -> list[int]:
+    """The container shims of the containerd whose state folder is `state` (they name it)."""
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if "containerd-shim" in " ".join(p.info["cmdline"] or []) and str(state) in " ".join(p.info["cmdline"] or [])]
+
+
 def shim_sockets(pids: list[int]) -> list[str]:
     """The sockets these container shims listen on. Every containerd's shims put them in
     /run/containerd/s, whatever its own state folder; a shim that is killed leaves its socket

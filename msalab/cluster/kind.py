@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import yaml
 
@@ -222,10 +223,7 @@ def load_images(images: list[str]) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="msalab-kind-load-") as folder:
         archive = f"{folder}/images.tar"
-        saved = subprocess.run(["docker", "save", "-o", archive, *images], capture_output=True, text=True)
-        if saved.returncode != 0:
-            raise LabError(f"docker save {' '.join(images)} failed: {saved.stderr.strip()[-300:]}",
-                           "docker images (each must be listed); then load again")
+        kindnode.save_images(images, Path(archive))
         result = _kind("load", "image-archive", archive, "--name", spec()["cluster_name"], check=False)
     if result.returncode != 0:
         raise LabError(f"kind load image-archive failed: {(result.stderr or '').strip()[-300:]}",

@@ -61,7 +61,9 @@ def image_ref() -> str:
 
 
 def _fill(text: str) -> str:
-    return text.replace("{pause_image}", _cluster()["pause"]["image"]).replace("{pod_subnet}", spec()["pod_subnet"])
+    from . import offline
+
+    return offline.fill(text, {"pause_image": _cluster()["pause"]["image"], "pod_subnet": spec()["pod_subnet"]})
 
 
 def build_binaries() -> dict[str, Path]:
@@ -126,7 +128,7 @@ def build() -> str:
         target.write_text(_fill(target.read_text()))
     (context / "files" / "kind" / "version").write_text(_cluster()["kubernetes"]["version"] + "\n")
     (context / "files" / "kind" / "images").mkdir()
-    _save(preloaded, context / "files" / "kind" / "images" / "preloaded.tar")
+    save_images(preloaded, context / "files" / "kind" / "images" / "preloaded.tar")
     (context / "bin").mkdir()
     for binary in (bins["containerd"] / "containerd", bins["containerd"] / "containerd-shim-runc-v2",
                    bins["containerd"] / "ctr", bins["runc"] / "runc"):
@@ -180,8 +182,9 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
 """
 
 
-def _save(refs: list[str], target: Path) -> None:
-    """docker save of several images into one archive: shared layers are stored once."""
+def save_images(refs: list[str], target: Path) -> None:
+    """docker save of several images into one archive: shared layers are stored once
+    (also what kind.load_images hands to `kind load image-archive`)."""
     result = subprocess.run(["docker", "save", "-o", str(target), *refs], capture_output=True, text=True)
     if result.returncode != 0:
         raise LabError(f"docker save of {', '.join(refs)} failed: {result.stderr.strip()[-300:]}",

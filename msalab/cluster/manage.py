@@ -117,7 +117,8 @@ def footprint() -> list[str]:
     import psutil
 
     lines = []
-    markers = ("msalab-containerd", "msalab-kubelet", "kind")
+    # kind itself runs from the build cache; its nerdctl runtime names /var/lib/msalab-kind.
+    markers = ("msalab-containerd", "msalab-kubelet", "msalab-kind")
     for proc in psutil.process_iter(["cmdline"]):
         argv = proc.info["cmdline"] or []
         cmdline = " ".join(argv)

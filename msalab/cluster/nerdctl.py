@@ -16,6 +16,7 @@ filter rules its CNI plugins added, and the folders.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ import psutil
 
 from .. import paths
 from ..errors import LabError
-from . import gobuild, hostpaths, netfilter
+from . import gobuild, hostpaths, netfilter, offline
 from .hostpaths import unmount_under
 
 ROOT = Path("/var/lib/msalab-kind")
@@ -44,6 +45,7 @@ def spec() -> dict:
     return paths.versions()["cluster"]["kind"]["nerdctl"]
 
 
+@functools.cache  # every nerdctl and kind call needs them: look the builds up once per process
 def binaries() -> dict[str, Path]:
     cluster = paths.versions()["cluster"]
     return {"nerdctl": gobuild.build_nerdctl(spec()["version"]),
@@ -209,13 +211,12 @@ def stop() -> list[str]:
         for name in nerdctl("network", "ls", "-q", check=False, text=True).stdout.split():
             nerdctl("network", "rm", name, check=False)
     for pid in _containerd_pids():
-        _terminate(pid)
+        offline.stop_process(pid)
         done.append("containerd (kind's nerdctl provider)")
-    shims = [p.pid for p in psutil.process_iter(["cmdline"])  # shims outlive containerd by design
-             if "containerd-shim" in " ".join(p.info["cmdline"] or []) and str(STATE) in " ".join(p.info["cmdline"] or [])]
+    shims = hostpaths.shims_of(STATE)  # shims outlive containerd by design
     sockets = hostpaths.shim_sockets(shims)
     for pid in shims:
-        _terminate(pid)
+        offline.stop_process(pid)
     hostpaths.remove_files(sockets)
     unmount_under(STATE, ROOT)
     snaps = _snapshots()
@@ -233,17 +234,6 @@ def stop() -> list[str]:
     for folder in (STATE, ROOT):
         shutil.rmtree(folder, ignore_errors=True)
     return done
-
-
-def _terminate(pid: int) -> None:
-    try:
-        proc = psutil.Process(pid)
-        proc.terminate()
-        proc.wait(15)
-    except psutil.TimeoutExpired:
-        proc.kill()
-    except psutil.NoSuchProcess:
-        pass
 
 
 def _our_bridges() -> list[str]:

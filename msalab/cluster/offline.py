@@ -168,7 +168,8 @@ def import_images(images: list[str], ctr: Path) -> None:
 
 
 # -- configuration ---------------------------------------------------------------------------
-def _fill(template: str, values: dict) -> str:
+def fill(template: str, values: dict) -> str:
+    """{name} placeholders replaced by values (also the kind node's templates)."""
     for key, value in values.items():
         template = template.replace("{" + key + "}", str(value))
     return template
@@ -218,7 +219,7 @@ def write_config(bins: dict[str, Path]) -> dict:
     for template, target in (("containerd.toml", home() / "containerd.toml"),
                              ("cni.conflist", home() / "cni" / "net.d" / "10-msalab.conflist"),
                              ("kubelet.yaml", home() / "kubelet.yaml"), ("kube-proxy.yaml", home() / "kube-proxy.yaml")):
-        target.write_text(_fill((TEMPLATES / template).read_text(), values))
+        target.write_text(fill((TEMPLATES / template).read_text(), values))
     return {"ca": ca, "front_ca": front_ca, "certs": certs, "sa": (sa_key, sa_pub), "kubeconfigs": kubeconfigs,
             "net": net}
 
@@ -425,7 +426,8 @@ def wait_system_pods(timeout_s: float = 180) -> None:
 
 
 # -- down ----------------------------------------------------------------------------------------
-def _stop(pid: int, timeout_s: float = 15) -> None:
+def stop_process(pid: int, timeout_s: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within timeout_s (also used by nerdctl.py)."""
     try:
         proc = psutil.Process(pid)
         proc.send_signal(signal.SIGTERM)
@@ -442,11 +444,10 @@ def down() -> list[str]:
     running = _running()
     for name in reversed(START_ORDER):
         if name in running:
-            _stop(running[name])
+            stop_process(running[name])
             done.append(name)
     # Container shims outlive containerd by design; these belong to our containerd only.
-    shims = [p.pid for p in psutil.process_iter(["cmdline"])
-             if "containerd-shim" in " ".join(p.info["cmdline"] or []) and str(CONTAINERD_STATE) in " ".join(p.info["cmdline"] or [])]
+    shims = hostpaths.shims_of(CONTAINERD_STATE)
     sockets = hostpaths.shim_sockets(shims)
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
