@@ -13,7 +13,7 @@ SKIP_KIND_ONLY = skip=$$($(PY) -c 'from msalab import paths; print(" ".join("--i
 	$(PY) -c 'from msalab import paths; [print(f"skipped labs/{k}: {v}") for k, v in paths.kind_only_labs().items()]'
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
 
-.PHONY: up setup venv docker images book browser test prebuild test-book test-services test-labs test-cluster test-kind cluster cluster-down bench bench-cluster bench-mesh labs clean
+.PHONY: up setup venv docker images book browser test prebuild test-book test-services test-labs test-cluster test-kind cluster cluster-down bench bench-cluster bench-mesh bench-workshop labs clean
 
 up: setup
 	$(PY) -m msalab doctor || true
@@ -127,6 +127,10 @@ bench: venv
 
 bench-cluster: venv
 	$(PY) -m bench.cluster
+
+# A workshop of 3 students on the running course cluster: capacity and login-to-server time.
+bench-workshop: venv
+	$(PY) -m bench.workshop
 
 # The mesh's cost (needs the course cluster: make cluster): the sidecars against no proxy and
 # against a plain Envoy in one run, and istiod's push time for 10, 50 and 100 services.

@@ -6,7 +6,9 @@
 - the gateway's added latency on a product lookup (sequential requests, no queueing);
 - Part II (needs Docker): a sidecar Envoy's latency, CPU and memory under fortio at
   1000 req/s, and the latency an Envoy API gateway adds;
-- Part IV (needs the course cluster up): the mesh's cost and istiod's push time (bench/mesh.py).
+- Part IV (needs the course cluster up): the mesh's cost and istiod's push time (bench/mesh.py);
+- workshops (needs the course cluster up): students per 2 CPUs and 4 GiB, login to a ready
+  server (bench/workshop.py).
 All traffic goes to 127.0.0.1. No targets yet: later work is compared with these figures.
 """
 
@@ -95,12 +97,13 @@ def main() -> int:
     print_table(("benchmark", "what", "result"), memory_and_orders() + [catalog_rps()] + components.rows())
     from msalab.cluster import manage
 
-    if manage.current_provider() is None:  # the mesh needs the course cluster
-        print("\nthe mesh's cost: not measured, no course cluster is up (make cluster, then make bench-mesh)")
+    if manage.current_provider() is None:  # the mesh and the workshop need the course cluster
+        print("\nthe mesh's cost and the workshop's capacity: not measured, no course cluster is up "
+              "(make cluster, then make bench-mesh bench-workshop)")
         return 0
-    from bench import mesh
+    from bench import mesh, workshop
 
-    return mesh.main()
+    return mesh.main() or workshop.main()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Command line: python -m msalab doctor | shop status | shop stop | components status | clean | prebuild | images ...
-| cluster up|down|status | kubectl -- ARGS | mesh install|status|uninstall | istioctl -- ARGS"""
+| cluster up|down|status | kubectl -- ARGS | mesh install|status|uninstall | istioctl -- ARGS
+| workshop up --students N|status|down|reset NAME"""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from . import doctor, paths, procs
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m msalab")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("doctor", help="check this machine and say how to fix each problem")
+    doctor_args = sub.add_parser("doctor", help="check this machine and say how to fix each problem")
+    doctor_args.add_argument("--students", type=int, help="also: can the course cluster hold a workshop of N students?")
     shop = sub.add_parser("shop", help="the shop processes labs started")
     shop.add_argument("action", choices=["status", "stop"])
     sub.add_parser("clean", help="stop everything the course started and remove its files outside the repo")
@@ -38,15 +40,25 @@ def main(argv: list[str] | None = None) -> int:
                       help="build: only build Istio's binaries from the Go module proxy (cached; no cluster needed)")
     istioctl = sub.add_parser("istioctl", help="istioctl of the course's Istio against the course cluster")
     istioctl.add_argument("args", nargs=argparse.REMAINDER)
+    workshop = sub.add_parser("workshop", help="a classroom: JupyterHub with a server and a namespace per student")
+    workshop.add_argument("action", choices=["up", "status", "down", "reset"])
+    workshop.add_argument("student", nargs="?", help="reset: the student to put back to new")
+    workshop.add_argument("--students", type=int, default=0, help="up: how many students (seats) the workshop has")
+    workshop.add_argument("--users", default="", help="up: the class list instead, comma-separated (ann,bob,...)")
+    workshop.add_argument("--password", help="up: the students' shared password (default: generated)")
+    workshop.add_argument("--host", help="up: the hub's host name on the cluster's Ingress (default: localhost)")
+    workshop.add_argument("--passwords", action="store_true", help="status: also print the passwords")
     args = parser.parse_args(argv)
 
     if args.command in ("cluster", "kubectl"):
         return cluster_command(args)
     if args.command in ("mesh", "istioctl"):
         return mesh_command(args)
+    if args.command == "workshop":
+        return workshop_command(args)
 
     if args.command == "doctor":
-        return doctor.run()
+        return doctor.run(args.students)
     if args.command == "shop" and args.action == "status":
         records = procs.running()
         for r in records:
@@ -136,6 +148,33 @@ def mesh_command(args) -> int:
             for ok, what, fix in findings:
                 print(f"[{'ok  ' if ok else 'FAIL'}] {what}" + ("" if ok else f"\n       fix: {fix}"))
             return 0 if all(ok for ok, _, _ in findings) else 1
+    except LabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def workshop_command(args) -> int:
+    from .errors import LabError
+    from .k8s import Cluster
+    from .workshop import deploy
+
+    try:
+        if args.action == "up":
+            users = [u.strip() for u in args.users.split(",") if u.strip()]
+            deploy.up(args.students, users, args.password, args.host)
+        elif args.action == "down":
+            removed = deploy.down()
+            print(f"removed: {', '.join(removed) if removed else 'no workshop was running'}")
+        elif args.action == "reset":
+            if not args.student:
+                raise LabError("reset needs the student's name", "python -m msalab workshop reset NAME")
+            print(f"reset: {', '.join(deploy.reset(args.student))}")
+        else:
+            info = deploy.status()
+            if args.passwords and info["running"]:
+                info["passwords"] = deploy.passwords(Cluster())
+            print(json.dumps(info, indent=2))
     except LabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -136,8 +136,31 @@ def mesh() -> list[Finding]:
                         "python -m msalab mesh status", blocking=False)]
 
 
-def run() -> int:
-    findings = [python_version(), packages(), memory(), disk(), *lab_ports(), docker(), *cluster_provider(), *cluster_metrics(), *mesh()]
+def workshop(students: int | None) -> list[Finding]:
+    """`doctor --students N`: can the course cluster hold a workshop of N students?"""
+    from .cluster import manage
+
+    if students is None:
+        return []
+    if manage.current_provider() is None:
+        return [Finding(False, f"workshop of {students}: no course cluster is up to measure",
+                        "make cluster   (python -m msalab cluster up)")]
+    from .k8s import Cluster
+    from .workshop import deploy
+
+    try:
+        deploy.validate(students, [])
+        room = deploy.check_capacity(Cluster(), students)
+    except LabError as err:
+        return [Finding(False, f"workshop of {students}: {err.problem}", err.fix)]
+    return [Finding(True, f"workshop of {students}: the cluster holds up to {room['max_students']} students "
+                          f"({room['free']['cpu_m']}m CPU and {room['free']['memory_mi']} MiB free; "
+                          f"{room['per_student']['cpu_m']}m and {room['per_student']['memory_mi']} MiB each)")]
+
+
+def run(students: int | None = None) -> int:
+    findings = [python_version(), packages(), memory(), disk(), *lab_ports(), docker(), *cluster_provider(), *cluster_metrics(),
+                *mesh(), *workshop(students)]
     for f in findings:
         mark = "ok  " if f.ok else ("FAIL" if f.blocking else "warn")
         print(f"[{mark}] {f.what}")

@@ -113,10 +113,17 @@ def _tail(text: str, lines: int = 25) -> str:
 # --- step 1: wheelhouse ------------------------------------------------------------------
 
 def wheelhouse(arch: str) -> tuple[Path, bool]:
-    """Linux wheels for requirements.txt, for the image's Python; (dir, reused from cache)."""
-    requirements = paths.LAB_SERVICES / "requirements.txt"
-    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
-    dest = cache_dir("wheels") / f"{digest}-{arch}"
+    """Linux wheels for the services' requirements.txt, for the image's Python; (dir, reused from cache)."""
+    return wheelhouse_for(paths.LAB_SERVICES / "requirements.txt", arch)
+
+
+def wheelhouse_for(requirements: Path, arch: str, constraints: Path | None = None,
+                   python_version: str | None = None) -> tuple[Path, bool]:
+    """Linux wheels for a requirements file (and its constraints), for the images' Python
+    (versions.yaml `python`, or an exact one); (dir, reused from cache). Cached by the inputs."""
+    python_version = python_version or str(paths.versions()["python"])
+    inputs = requirements.read_bytes() + (constraints.read_bytes() if constraints else b"") + python_version.encode()
+    dest = cache_dir("wheels") / f"{hashlib.sha256(inputs).hexdigest()}-{arch}"
     if dest.is_dir():  # only complete downloads are renamed into place
         return dest, True
     partial = dest.with_name(dest.name + ".partial")
@@ -124,11 +131,11 @@ def wheelhouse(arch: str) -> tuple[Path, bool]:
     # Binary wheels for the engine's Linux, whatever OS this host runs: no compiler needed.
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
                "--only-binary=:all:", "--platform", f"manylinux2014_{arch}",
-               "--python-version", str(paths.versions()["python"]), "--implementation", "cp",
-               "-r", str(requirements), "-d", str(partial)]
+               "--python-version", python_version, "--implementation", "cp",
+               "-r", str(requirements), *(["-c", str(constraints)] if constraints else []), "-d", str(partial)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     if result.returncode != 0:
-        raise LabError(f"pip could not download the service wheels:\n{_tail(result.stderr)}",
+        raise LabError(f"pip could not download the wheels of {requirements.name}:\n{_tail(result.stderr)}",
                        "check that this machine reaches PyPI (set HTTPS_PROXY behind a proxy), then rerun")
     partial.rename(dest)
     return dest, False

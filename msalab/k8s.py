@@ -19,6 +19,7 @@ from pathlib import Path
 from . import paths
 from .errors import LabError
 from .shop import ShopClient
+from .workshop import mode as workshop_mode
 
 # A pod's own cgroup (the last part of cAdvisor's `id`): cgroupfs driver, then systemd driver.
 POD_CGROUP = re.compile(r"^pod[0-9a-f_-]+$|^kubelet-kubepods(-[a-z]+)?-pod[0-9a-f_]+\.slice$")
@@ -62,12 +63,18 @@ class Cluster:
 
     # -- namespaces: every lab and test works in its own, removed at the end --------------
     def fresh_namespace(self, name: str) -> str:
+        if workshop_mode.namespace():  # a student's server: the student's own namespace, emptied
+            workshop_mode.empty_namespace(self.kubectl)
+            return workshop_mode.namespace()
         self.delete_namespace(name)
         self.kubectl("create", "namespace", name)
         self.kubectl("label", "namespace", name, "app.kubernetes.io/part-of=msalab-course")
         return name
 
     def delete_namespace(self, name: str, timeout_s: float = 120) -> None:
+        if workshop_mode.namespace():  # the student's namespace stays; what the lab made goes
+            workshop_mode.empty_namespace(self.kubectl)
+            return
         self.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", f"--timeout={int(timeout_s)}s")
 
     # -- waiting -------------------------------------------------------------------------

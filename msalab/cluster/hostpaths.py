@@ -29,7 +29,8 @@ WATCHED = CREATED_FOLDERS + ("/var/lib/kubelet/device-plugins/kubelet.sock", "/r
                              "/var/lib/msalab-kind", "/run/msalab-kind", "/opt/containerd",  # nerdctl.py's containerd
                              # runc's default state of the course's containerd namespaces. /run/containerd
                              # itself is not watched: Docker's shims make it too (its namespace is moby).
-                             "/run/containerd/runc/k8s.io", "/run/containerd/runc/msalab")
+                             "/run/containerd/runc/k8s.io", "/run/containerd/runc/msalab",
+                             "/var/lib/msalab-workshop")  # the workshop hub's volume (msalab.workshop.deploy)
 CNI_RESULTS = Path("/var/lib/cni/results")
 CNI_NETWORKS = Path("/var/lib/cni/networks")  # host-local's addresses, a folder per network
 

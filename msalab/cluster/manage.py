@@ -9,8 +9,8 @@ import subprocess
 
 from .. import paths
 from ..errors import LabError
+from ..workshop import mode as workshop_mode
 from . import hostpaths, kind, netfilter, offline
-
 
 
 def _provider_record():
@@ -30,6 +30,9 @@ def choose_provider() -> tuple[str, str]:
 
 
 def current_provider() -> str | None:
+    """offline, kind, None (no cluster), or workshop: in a student's server (msalab.workshop.mode)."""
+    if workshop_mode.namespace():
+        return "workshop"
     record = _provider_record()
     return record.read_text().strip() if record.exists() else None
 
@@ -74,6 +77,8 @@ def kubeconfig() -> str:
     provider = current_provider()
     if provider is None:
         raise LabError("no course cluster is running", "make cluster   (python -m msalab cluster up)")
+    if provider == "workshop":
+        return workshop_mode.kubeconfig()
     return str(kind.kubeconfig_path() if provider == "kind" else offline.kubeconfig_path())
 
 
@@ -84,6 +89,8 @@ def kubelet_log():
 
 def kubectl_command() -> list[str]:
     provider = current_provider()
+    if provider == "workshop":
+        return workshop_mode.kubectl_command()
     if provider == "offline":
         return [str(offline.kubernetes_bin() / "kubectl"), f"--kubeconfig={kubeconfig()}"]
     if kind.kubectl_binary() is None:

@@ -1,0 +1,150 @@
+# The workshop's JupyterHub (python -m msalab workshop up mounts this file from a ConfigMap).
+# Everything that varies per workshop comes from the hub's environment (the Deployment in
+# cluster/workshop/hub.yaml), so this file is the same for every class.
+import os
+import re
+import string
+
+import yaml
+from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.rest import ApiException
+from tornado import web
+
+c = get_config()  # noqa: F821 (JupyterHub's config loader provides it)
+env = os.environ
+HUB_NAMESPACE = env["WORKSHOP_NAMESPACE"]
+STUDENTS = int(env["WORKSHOP_STUDENTS"])
+INSTRUCTOR = env["WORKSHOP_INSTRUCTOR"]
+PREFIX = env["WORKSHOP_STUDENT_PREFIX"]
+LISTED = {name for name in env.get("WORKSHOP_USERS", "").split(",") if name}
+# A student's name becomes a namespace (ws-NAME): a DNS label, so lower case, digits and dashes.
+NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+
+
+def refuse(message):
+    """The hub's error page, with the reason (its login page can only say 'Invalid username or password')."""
+    raise web.HTTPError(403, message)
+
+
+class WorkshopAuthenticator(SharedPasswordAuthenticator):
+    """The room's shared password plus a name the student chooses (or one of a list), for at
+    most WORKSHOP_STUDENTS students; the instructor logs in with the admin password. Never open:
+    a name beyond the class size is refused, with the reason on the login page."""
+
+    async def authenticate(self, handler, data):
+        name = (data or {}).get("username", "").strip().lower()
+        if name != INSTRUCTOR and not NAME.match(name):
+            refuse("Choose a name of 2 to 20 lower-case letters, digits or dashes, starting with a letter "
+                   "(it names your namespace).")
+        if name != INSTRUCTOR and LISTED and name not in LISTED:
+            refuse("This name is not on the class list: ask your instructor.")
+        model = await super().authenticate(handler, {**data, "username": name})
+        # Only a right password takes a seat, and a full room says so (not "invalid password").
+        if model and name != INSTRUCTOR and not LISTED and not self._seat_for(handler.db, name):
+            refuse(f"The workshop is full ({STUDENTS} students): ask your instructor, "
+                   "or log in with the name you used before.")
+        return model
+
+    @staticmethod
+    def _seat_for(db, name):
+        """A known student keeps their seat; a new one needs a free seat."""
+        from jupyterhub import orm
+        students = [u.name for u in db.query(orm.User).all() if u.name != INSTRUCTOR]
+        return name in students or len(students) < STUDENTS
+
+
+c.JupyterHub.authenticator_class = WorkshopAuthenticator
+c.SharedPasswordAuthenticator.user_password = env["WORKSHOP_PASSWORD"]
+c.SharedPasswordAuthenticator.admin_password = env["WORKSHOP_ADMIN_PASSWORD"]
+c.Authenticator.admin_users = {INSTRUCTOR}
+c.Authenticator.allow_all = True  # bounded by WorkshopAuthenticator: the class list or the class size
+c.Authenticator.custom_html = (f"<p>Log in with the name you choose for the day and the workshop's password. "
+                               f"Your name names your own namespace ({PREFIX}NAME).</p>")
+
+# The hub's database and cookie secret live on its volume, so a restarted hub keeps its users.
+c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/jupyterhub_cookie_secret"
+c.JupyterHub.bind_url = "http://:8000"
+c.JupyterHub.hub_bind_url = "http://:8081"
+c.JupyterHub.hub_connect_url = f"http://hub.{HUB_NAMESPACE}.svc.cluster.local:8081"
+# configurable-http-proxy runs beside the hub in its pod (the hub starts it): one pod to
+# restart, and the proxy's routes are rebuilt from the hub's database when it starts.
+c.ConfigurableHTTPProxy.should_start = True
+
+# --- each student's server: the course's lab image in the student's own namespace -----------
+c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+c.KubeSpawner.enable_user_namespaces = True
+c.KubeSpawner.user_namespace_template = PREFIX + "{username}"
+c.KubeSpawner.user_namespace_labels = {"app.kubernetes.io/part-of": "msalab-workshop",
+                                       "msalab.dev/student": "{username}"}
+c.KubeSpawner.image = env["WORKSHOP_LAB_IMAGE"]
+c.KubeSpawner.image_pull_policy = "IfNotPresent"  # loaded into the cluster by workshop up
+c.KubeSpawner.cmd = ["start-lab"]
+c.KubeSpawner.uid = 1000
+c.KubeSpawner.gid = 1000
+c.KubeSpawner.service_account = "student"
+c.KubeSpawner.automount_service_account_token = True
+c.KubeSpawner.cpu_guarantee = float(env["WORKSHOP_SERVER_CPU_REQUEST"])
+c.KubeSpawner.cpu_limit = float(env["WORKSHOP_SERVER_CPU_LIMIT"])
+c.KubeSpawner.mem_guarantee = env["WORKSHOP_SERVER_MEMORY_REQUEST"]
+c.KubeSpawner.mem_limit = env["WORKSHOP_SERVER_MEMORY_LIMIT"]
+c.KubeSpawner.start_timeout = 300
+c.KubeSpawner.http_timeout = 120
+c.KubeSpawner.environment = {
+    "MSALAB_WORKSHOP_NAMESPACE": PREFIX + "{username}",  # msalab's workshop mode: labs deploy here
+    "MSALAB_BOARD_URL": f"http://hub.{HUB_NAMESPACE}.svc.cluster.local:8000/services/board/",
+}
+c.KubeSpawner.extra_pod_config = {"enableServiceLinks": False}
+c.KubeSpawner.container_security_context = {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+
+STUDENT_OBJECTS = string.Template(open("/etc/jupyterhub/student.yaml").read())
+CREATE = {  # kind -> (API class, create method, namespaced)
+    "ServiceAccount": (k8s.CoreV1Api, "create_namespaced_service_account", True),
+    "ResourceQuota": (k8s.CoreV1Api, "create_namespaced_resource_quota", True),
+    "LimitRange": (k8s.CoreV1Api, "create_namespaced_limit_range", True),
+    "RoleBinding": (k8s.RbacAuthorizationV1Api, "create_namespaced_role_binding", True),
+    "ClusterRoleBinding": (k8s.RbacAuthorizationV1Api, "create_cluster_role_binding", False),
+    "NetworkPolicy": (k8s.NetworkingV1Api, "create_namespaced_network_policy", True),
+}
+
+
+async def create_student_objects(spawner):
+    """Before a student's first server: their namespace's account, role binding, quota, limits
+    and network policy (cluster/workshop/student.yaml). Existing objects are kept."""
+    await spawner._ensure_namespace()
+    values = {key[len("WORKSHOP_"):].lower(): value for key, value in env.items() if key.startswith("WORKSHOP_")}
+    text = STUDENT_OBJECTS.substitute(values, student=spawner.user.name, namespace=spawner.namespace)
+    for doc in yaml.safe_load_all(text):
+        api_class, method, namespaced = CREATE[doc["kind"]]
+        api = api_class(spawner.api.api_client)
+        try:
+            await (getattr(api, method)(spawner.namespace, doc) if namespaced else getattr(api, method)(doc))
+        except ApiException as err:
+            if err.status != 409:  # already there: a student's second server
+                raise
+
+
+c.KubeSpawner.pre_spawn_hook = create_student_objects
+
+# --- the idle culler and the progress board, as hub services ---------------------------------
+c.JupyterHub.load_roles = [
+    # Students reach the board (their own rows) and their servers report to it.
+    {"name": "user", "scopes": ["self", "access:services!service=board"]},
+    {"name": "server", "scopes": ["users:activity!user", "access:servers!server", "access:services!service=board"]},
+    # python -m msalab workshop status and reset, from the instructor's machine.
+    {"name": "msalab-cli", "services": ["msalab-cli"],
+     "scopes": ["list:users", "read:users", "admin:users", "admin:servers", "read:servers"]},
+    {"name": "idle-culler", "services": ["idle-culler"],
+     "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]},
+]
+c.JupyterHub.services = [
+    {"name": "msalab-cli", "api_token": env["WORKSHOP_CLI_TOKEN"]},
+    {"name": "idle-culler",
+     "command": ["python3", "-m", "jupyterhub_idle_culler", f"--timeout={env['WORKSHOP_IDLE_TIMEOUT_S']}"]},
+    {"name": "board", "url": "http://127.0.0.1:10101", "display": True, "oauth_no_confirm": True,
+     "command": ["python3", "-m", "board"],
+     "environment": {"MSALAB_BOARD_DB": env.get("WORKSHOP_BOARD_DB", "sqlite:////srv/jupyterhub/board.sqlite"),
+                     "MSALAB_BOARD_INSTRUCTORS": INSTRUCTOR}},
+]

@@ -1,0 +1,359 @@
+"""python -m msalab workshop up|status|down|reset: a classroom on one Kubernetes cluster.
+
+`up` deploys JupyterHub with KubeSpawner (cluster/workshop/hub.yaml, jupyterhub_config.py):
+one hub pod (the hub, configurable-http-proxy, the idle culler, the progress board), and for
+each student who logs in, a namespace with their server, account, quota, limits and network
+policy (cluster/workshop/student.yaml). Everything carries the label
+app.kubernetes.io/part-of=msalab-workshop, which is how `down` finds it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .. import paths
+from ..errors import LabError
+from . import images, netpol
+
+WORKSHOP = paths.REPO / "cluster" / "workshop"
+LABEL = "app.kubernetes.io/part-of=msalab-workshop"
+INSTRUCTOR = "instructor"
+NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")  # = jupyterhub_config.NAME: a student's name names a namespace
+HOST_VOLUME = Path("/var/lib/msalab-workshop/hub")  # the hub's volume on the course cluster's node
+HUB_UID = 10001
+SYSTEM_RESERVE = {"cpu_m": 100, "memory_mi": 256}  # room left for the cluster's own bursts
+HUB_NEEDS = {"cpu_m": 100 + 25, "memory_mi": 256 + 64}  # the hub pod + kube-network-policies
+
+
+def spec() -> dict:
+    return paths.versions()["workshop"]
+
+
+# --- sizing ----------------------------------------------------------------------------------
+
+def _cpu_m(text: str) -> int:
+    return int(float(text[:-1])) if text.endswith("m") else int(float(text) * 1000)
+
+
+def _memory_mi(text: str) -> int:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 ** 2,  # Kubernetes quantities, in MiB
+             "k": 1e3 / 1024 ** 2, "M": 1e6 / 1024 ** 2, "G": 1e9 / 1024 ** 2}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return int(float(text[:-len(unit)]) * factor)
+    return int(int(text) / 1024 ** 2)
+
+
+def per_student() -> dict:
+    """What one student needs reserved (requests): their server, and the pods of one lab."""
+    server, lab = spec()["server"], spec()["lab_pods"]
+    return {"cpu_m": _cpu_m(server["cpu_request"]) + _cpu_m(lab["cpu_request"]),
+            "memory_mi": _memory_mi(server["memory_request"]) + _memory_mi(lab["memory_request"])}
+
+
+def capacity(cluster) -> dict:
+    """Free room on the cluster (allocatable less what running pods outside the workshop
+    request, less a reserve and the hub) and how many students that holds."""
+    nodes = cluster.core.list_node().items
+    allocatable = {"cpu_m": sum(_cpu_m(n.status.allocatable["cpu"]) for n in nodes),
+                   "memory_mi": sum(_memory_mi(n.status.allocatable["memory"]) for n in nodes)}
+    used = {"cpu_m": 0, "memory_mi": 0}
+    for pod in cluster.core.list_pod_for_all_namespaces().items:
+        labels = pod.metadata.labels or {}
+        if pod.status.phase in ("Succeeded", "Failed") or labels.get("app.kubernetes.io/part-of") == "msalab-workshop" \
+                or pod.metadata.namespace.startswith(spec()["student_namespace_prefix"]):
+            continue
+        for container in pod.spec.containers:
+            requests = (container.resources.requests or {}) if container.resources else {}
+            used["cpu_m"] += _cpu_m(requests.get("cpu", "0"))
+            used["memory_mi"] += _memory_mi(requests.get("memory", "0"))
+    free = {k: allocatable[k] - used[k] - SYSTEM_RESERVE[k] - HUB_NEEDS[k] for k in allocatable}
+    need = per_student()
+    fits = max(0, min(free[k] // need[k] for k in need))
+    return {"allocatable": allocatable, "requested_by_others": used, "free": free, "per_student": need, "max_students": fits}
+
+
+def check_capacity(cluster, students: int) -> dict:
+    """The capacity, or LabError saying how many students fit and why."""
+    room = capacity(cluster)
+    if students > room["max_students"]:
+        need, free = room["per_student"], room["free"]
+        raise LabError(f"this cluster can hold {room['max_students']} student(s), not {students}: each needs "
+                       f"{need['cpu_m']}m CPU and {need['memory_mi']} MiB reserved (their server and one lab's pods), and "
+                       f"{free['cpu_m']}m CPU and {free['memory_mi']} MiB are free",
+                       f"python -m msalab workshop up --students {room['max_students']}, or add nodes "
+                       "(the instructors' guide: Sizing)")
+    return room
+
+
+def quota_values(room: dict, students: int) -> dict:
+    """Each student's quota: an equal share of the free room, at least what they need and at
+    most what one student can use (a server and a lab at their limits)."""
+    server, lab, need = spec()["server"], spec()["lab_pods"], room["per_student"]
+    share = {k: room["free"][k] // students for k in need}
+    most_memory = _memory_mi(server["memory_limit"]) + _memory_mi(lab["memory_limit"])
+    return {"quota_cpu_request": f"{min(max(share['cpu_m'], need['cpu_m']), 2 * need['cpu_m'])}m",
+            "quota_memory_request": f"{min(max(share['memory_mi'], need['memory_mi']), most_memory)}Mi",
+            "quota_memory_limit": f"{most_memory}Mi",
+            "quota_pods": "20"}
+
+
+# --- the cluster side ------------------------------------------------------------------------
+
+def validate(students: int, users: list[str]) -> None:
+    if users:
+        bad = [u for u in users if not NAME.match(u) or u == INSTRUCTOR]
+        if bad:
+            raise LabError(f"not a student name: {', '.join(bad)} (2 to 20 lower-case letters, digits or dashes, "
+                           f"starting with a letter; not {INSTRUCTOR!r})", "python -m msalab workshop up --users ann,bob,...")
+        if students and students != len(users):
+            raise LabError(f"--students {students} but {len(users)} names in --users", "give one of the two")
+    elif students < 1:
+        raise LabError(f"--students must be 1 or more, not {students}", "python -m msalab workshop up --students 3")
+
+
+def is_running(cluster) -> bool:
+    return bool(cluster.kubectl("get", "deployment", "hub", "-n", spec()["namespace"], "--ignore-not-found", "-o", "name",
+                                check=False).strip())
+
+
+def _provider() -> str | None:
+    from ..cluster import manage
+    return manage.current_provider()
+
+
+def _node_shell(command: str) -> None:
+    """A shell command on the course cluster's node: this machine (offline), or kind's node container."""
+    provider = _provider()
+    if provider == "offline":
+        subprocess.run(["sh", "-c", command], check=True)
+        return
+    from ..cluster import kind, nerdctl
+    node = f"{kind.spec()['cluster_name']}-control-plane"
+    if kind.setup().get("runtime") == "nerdctl":
+        nerdctl.nerdctl("exec", node, "sh", "-c", command)
+    else:
+        subprocess.run(["docker", "exec", node, "sh", "-c", command], check=True)
+
+
+def _storage(cluster) -> tuple[str, str]:
+    """(the claim's storageClassName line, a PersistentVolume to apply or ''): the cluster's
+    default StorageClass where it has one; else a folder on the course cluster's node."""
+    classes = cluster.kubectl("get", "storageclass", "-o", "json", check=False)
+    default = [c for c in (json.loads(classes)["items"] if classes.strip() else [])
+               if (c["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"]
+    if default:
+        return "", ""
+    if _provider() not in ("offline", "kind"):
+        raise LabError("this cluster has no default StorageClass for the hub's volume",
+                       "create one (or a PersistentVolume), then rerun python -m msalab workshop up")
+    # hostPath does not honour fsGroup: the folder is made for the hub's user here.
+    _node_shell(f"mkdir -p {HOST_VOLUME} && chown {HUB_UID}:{HUB_UID} {HOST_VOLUME} && chmod 700 {HOST_VOLUME}")
+    volume = f"""apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: msalab-workshop-hub, labels: {{app.kubernetes.io/part-of: msalab-workshop}}}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  claimRef: {{namespace: {spec()['namespace']}, name: hub-db}}
+  hostPath: {{path: {HOST_VOLUME}, type: Directory}}
+"""
+    return 'storageClassName: ""\n  volumeName: msalab-workshop-hub', volume
+
+
+def _pod_cidr(cluster) -> str:
+    cidrs = [n.spec.pod_cidr for n in cluster.core.list_node().items if n.spec.pod_cidr]
+    if not cidrs:
+        return paths.versions()["cluster"]["kind"]["course_node"]["pod_subnet"]
+    # The node ranges of the course's clusters are inside 10.244.0.0/16 (both providers).
+    return "10.244.0.0/16" if all(c.startswith("10.244.") for c in cidrs) else cidrs[0]
+
+
+def _ingress_class(cluster) -> str:
+    """The course cluster's Contour, by name; elsewhere the cluster's default IngressClass."""
+    found = cluster.kubectl("get", "ingressclass", "contour", "--ignore-not-found", "-o", "name", check=False)
+    return "ingressClassName: contour" if found.strip() else ""
+
+
+def _hub_env(values: dict) -> str:
+    lines = [f"            - {{name: WORKSHOP_{key.upper()}, value: {json.dumps(str(value))}}}" for key, value in values.items()]
+    return "\n".join(lines)
+
+
+def _manifests(cluster, values: dict, passwords: dict, hub_image: str) -> str:
+    from ..cluster import offline
+    storage_line, volume = _storage(cluster)
+    hub = offline.fill((WORKSHOP / "hub.yaml").read_text(), {
+        "namespace": spec()["namespace"], "host": values["host"], "hub_image": hub_image,
+        "password": json.dumps(passwords["password"]), "admin_password": json.dumps(passwords["admin_password"]),
+        "cli_token": passwords["cli_token"],
+        "storage_class_line": storage_line, "env": _hub_env(values), "ingress_class_line": _ingress_class(cluster)})
+    config = cluster.kubectl("create", "configmap", "hub-config", "-n", spec()["namespace"], "--dry-run=client", "-o", "yaml",
+                             f"--from-file={WORKSHOP / 'jupyterhub_config.py'}", f"--from-file={WORKSHOP / 'student.yaml'}")
+    config = config.replace("metadata:\n", f"metadata:\n  labels: {{app.kubernetes.io/part-of: msalab-workshop}}\n", 1)
+    return "\n---\n".join(part for part in (hub, volume, config) if part)
+
+
+# --- up, status, down ------------------------------------------------------------------------
+
+def _step(number: int, text: str) -> float:
+    print(f"[{number}/6] {text}", flush=True)
+    return time.monotonic()
+
+
+def up(students: int = 0, users: list[str] | None = None, password: str | None = None,
+       host: str | None = None) -> dict:
+    from ..cluster import manage
+    from ..k8s import Cluster
+
+    users = users or []
+    validate(students, users)
+    students = students or len(users)
+    cluster = Cluster()
+    if is_running(cluster):
+        raise LabError(f"a workshop is already running on this cluster (namespace {spec()['namespace']})",
+                       "python -m msalab workshop status; to start anew: python -m msalab workshop down")
+    _step(1, f"room for {students} student(s)")
+    room = check_capacity(cluster, students)
+    print(f"      {room['max_students']} would fit: {room['free']['cpu_m']}m CPU and {room['free']['memory_mi']} MiB free, "
+          f"{room['per_student']['cpu_m']}m and {room['per_student']['memory_mi']} MiB each", flush=True)
+    _step(2, "the images: hub and students' servers (built here, cached)")
+    hub_image, lab_image = images.build_hub_image(), images.build_lab_image()
+    if _provider() in ("offline", "kind"):
+        manage.load_images([hub_image, lab_image])
+    _step(3, "NetworkPolicy enforcement (kube-network-policies)")
+    if _provider() in ("offline", "kind") and not netpol.is_installed(cluster):
+        netpol.install(cluster)
+    passwords = {"password": password or secrets.token_urlsafe(9), "admin_password": secrets.token_urlsafe(33),
+                 "cli_token": secrets.token_hex(32)}
+    if len(passwords["password"]) < 8:
+        raise LabError("the workshop password must have 8 characters or more", "python -m msalab workshop up --password ...")
+    values = {"namespace": spec()["namespace"], "students": students, "users": ",".join(users),
+              "instructor": INSTRUCTOR, "student_prefix": spec()["student_namespace_prefix"], "host": host or spec()["host"],
+              "lab_image": lab_image, "pod_cidr": _pod_cidr(cluster), "idle_timeout_s": spec()["idle_timeout_s"],
+              **{f"server_{k}": v for k, v in spec()["server"].items()}, **quota_values(room, students)}
+    values["server_cpu_request"] = _cpu_m(values["server_cpu_request"]) / 1000
+    values["server_cpu_limit"] = _cpu_m(values["server_cpu_limit"]) / 1000
+    _step(4, f"the hub in namespace {spec()['namespace']}")
+    cluster.kubectl("apply", "-f", "-", input_text=_manifests(cluster, values, passwords, hub_image))
+    _step(5, "waiting for the hub to be ready")
+    cluster.wait_rollout(spec()["namespace"], "hub", timeout_s=300)
+    _step(6, "the hub answers through the Ingress")
+    url = hub_url(values["host"])
+    cluster.wait_until(lambda: _get(url + "/hub/health", values["host"]) == 200, f"the hub at {url}", 60)
+    print(f"\nworkshop up: {students} seat(s) at {url}/\n  students: any name, password {passwords['password']}\n"
+          f"  instructor: name {INSTRUCTOR}, password {passwords['admin_password']}\n"
+          f"  the board: {url}/services/board/   (python -m msalab workshop status --passwords shows these again)")
+    return {"url": url, "students": students, **passwords, "host": values["host"]}
+
+
+def hub_url(host: str | None = None) -> str:
+    """The hub through the cluster's Ingress: on the course cluster, Contour's port on this machine."""
+    from ..k8s import ingress_url
+    host = host or spec()["host"]
+    return ingress_url().replace("127.0.0.1", host) if host == "localhost" else f"http://{host}"
+
+
+def _get(url: str, host: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except OSError:
+        return None
+
+
+def passwords(cluster) -> dict:
+    """The workshop's passwords and the CLI's hub token, from its Secret (kept nowhere else)."""
+    import base64
+    data = json.loads(cluster.kubectl("get", "secret", "hub-secrets", "-n", spec()["namespace"], "-o", "json"))["data"]
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+def hub_api(cluster, method: str, path: str, body: dict | None = None) -> dict | list | None:
+    """The hub's REST API with the CLI's token (the msalab-cli service: admin of users and servers)."""
+    token = passwords(cluster)["cli-token"]
+    request = urllib.request.Request(hub_url() + "/hub/api" + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            text = reply.read()
+            return json.loads(text) if text else None
+    except urllib.error.HTTPError as err:
+        raise LabError(f"the hub answered {err.code} to {method} {path}: {err.read()[:300]!r}",
+                       "python -m msalab workshop status") from err
+
+
+def status() -> dict:
+    from ..k8s import Cluster
+    cluster = Cluster()
+    if not is_running(cluster):
+        return {"running": False}
+    pods = json.loads(cluster.kubectl("get", "pods", "-A", "-l", "component=singleuser-server", "-o", "json"))["items"]
+    servers = {p["metadata"]["namespace"]: p["status"].get("phase") for p in pods}
+    users = hub_api(cluster, "GET", "/users") or []
+    students = {u["name"]: {"server": "ready" if (u.get("servers") or {}).get("", {}).get("ready") else "stopped",
+                            "namespace": spec()["student_namespace_prefix"] + u["name"],
+                            "pod": servers.get(spec()["student_namespace_prefix"] + u["name"], "-")}
+                for u in users if u["name"] != INSTRUCTOR}
+    seats = next((e["value"] for e in _hub_container(cluster)["env"] if e["name"] == "WORKSHOP_STUDENTS"), "?")
+    return {"running": True, "url": hub_url(), "seats": int(seats), "students": students,
+            "capacity": capacity(cluster)}
+
+
+def _hub_container(cluster) -> dict:
+    deployment = json.loads(cluster.kubectl("get", "deployment", "hub", "-n", spec()["namespace"], "-o", "json"))
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def reset(student: str) -> list[str]:
+    """One student back to new: their server stopped, their namespace (and everything a lab
+    made there) deleted, their seat freed. Their board rows stay: they are the class's record."""
+    from ..k8s import Cluster
+    cluster = Cluster()
+    if not NAME.match(student):
+        raise LabError(f"not a student name: {student!r}", "python -m msalab workshop status lists them")
+    if student not in (u["name"] for u in hub_api(cluster, "GET", "/users") or []):
+        raise LabError(f"no student {student!r} in this workshop", "python -m msalab workshop status lists them")
+    hub_api(cluster, "DELETE", f"/users/{student}/server")
+    cluster.wait_until(lambda: not (hub_api(cluster, "GET", f"/users/{student}") or {}).get("servers"),
+                       f"{student}'s server to stop", 120)
+    hub_api(cluster, "DELETE", f"/users/{student}")
+    namespace = spec()["student_namespace_prefix"] + student
+    cluster.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=180s")
+    cluster.kubectl("delete", "clusterrolebinding", f"msalab-workshop-nodes-{student}", "--ignore-not-found")
+    return [f"server of {student}", f"user {student}", f"namespace {namespace}"]
+
+
+def down() -> list[str]:
+    """Everything `up` and the hub created: students' namespaces first (their servers), then
+    the hub, the cluster-wide objects, the volume and its folder, kube-network-policies."""
+    from ..k8s import Cluster
+    cluster = Cluster()
+    removed = []
+    namespaces = cluster.kubectl("get", "namespaces", "-l", LABEL, "-o", "name", check=False).split()
+    for namespace in namespaces:  # the students' and the hub's
+        cluster.kubectl("delete", namespace, "--wait=true", "--timeout=180s", "--ignore-not-found")
+        removed.append(namespace)
+    for kind in ("clusterrolebindings", "clusterroles", "persistentvolumes"):
+        gone = cluster.kubectl("delete", kind, "-l", LABEL, "--ignore-not-found", "-o", "name", check=False).split()
+        removed += gone
+    if _provider() in ("offline", "kind"):
+        _node_shell(f"rm -rf {HOST_VOLUME.parent}")
+        if netpol.is_installed(cluster):
+            netpol.uninstall(cluster)
+            removed.append("kube-network-policies")
+    return removed

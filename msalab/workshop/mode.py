@@ -1,0 +1,68 @@
+"""msalab inside a student's server of a workshop (python -m msalab workshop up).
+
+The hub starts each server with MSALAB_WORKSHOP_NAMESPACE: the student's own namespace. There
+the labs' cluster is the workshop's, reached as the server's ServiceAccount, and every
+namespace a lab asks for is that one namespace (k8s.Cluster.fresh_namespace), so Part III and
+Part IV labs run unchanged, each starting from an emptied namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from ..errors import LabError
+
+ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# What a lab may create in the namespace, emptied between labs. Not the student's own server
+# pod, nor the workshop's boundaries (quota, limits, network policy, role binding), which the
+# student cannot delete anyway.
+LAB_KINDS = ("deployments", "statefulsets", "replicasets", "jobs", "cronjobs", "horizontalpodautoscalers",
+             "poddisruptionbudgets", "services", "ingresses", "configmaps", "secrets")
+LAB_CUSTOM_GROUPS = ("gateway.networking.k8s.io", "networking.istio.io", "security.istio.io", "telemetry.istio.io")
+SERVER_POD = "component=singleuser-server"  # KubeSpawner's label on a student's server
+
+
+def namespace() -> str | None:
+    return os.environ.get("MSALAB_WORKSHOP_NAMESPACE") or None
+
+
+def kubeconfig() -> str:
+    """A kubeconfig for the server's ServiceAccount (written each time: its token is renewed
+    by the kubelet), in the student's home."""
+    if not (ACCOUNT / "token").exists():
+        raise LabError("this server has no ServiceAccount token (MSALAB_WORKSHOP_NAMESPACE is set outside a workshop?)",
+                       "unset MSALAB_WORKSHOP_NAMESPACE, or ask the instructor to restart your server")
+    server = f"https://{os.environ['KUBERNETES_SERVICE_HOST']}:{os.environ.get('KUBERNETES_SERVICE_PORT', '443')}"
+    path = Path.home() / ".kube" / "workshop.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: workshop, cluster: {{server: "{server}", certificate-authority: {ACCOUNT / 'ca.crt'}}}}}]
+users: [{{name: student, user: {{token: "{(ACCOUNT / 'token').read_text().strip()}"}}}}]
+contexts: [{{name: workshop, context: {{cluster: workshop, user: student, namespace: {namespace()}}}}}]
+current-context: workshop
+""")
+    path.chmod(0o600)
+    return str(path)
+
+
+def kubectl_command() -> list[str]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise LabError("kubectl is not in this server's image", "ask the instructor: python -m msalab workshop up rebuilds it")
+    return [kubectl, f"--kubeconfig={kubeconfig()}"]
+
+
+def empty_namespace(kubectl) -> None:
+    """Remove what earlier labs created in the student's namespace, keeping the server itself.
+    kubectl: the Cluster's kubectl method."""
+    ns = namespace()
+    kinds = list(LAB_KINDS)
+    available = kubectl("api-resources", "--namespaced", "-o", "name", check=False).split()
+    kinds += [kind for kind in available if kind.split(".", 1)[-1] in LAB_CUSTOM_GROUPS]
+    kubectl("delete", ",".join(kinds), "--all", "-n", ns, "--field-selector=metadata.name!=kube-root-ca.crt",
+            "--ignore-not-found", "--wait=true", "--timeout=120s")
+    kubectl("delete", "pods", "-n", ns, "-l", f"!{SERVER_POD.split('=')[0]}", "--ignore-not-found",
+            "--wait=true", "--timeout=120s", "--grace-period=1")

@@ -1,0 +1,239 @@
+"""A classroom on the course cluster: `workshop up` with 3 students, each logged in through
+the hub's real login form, each server running a Part III lab step in its own namespace,
+the steps on the board, and the isolation between students tested with real requests."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import nbformat
+import pytest
+import requests
+
+from msalab import paths
+from msalab.errors import LabError
+from msalab.workshop import client, deploy
+
+pytestmark = pytest.mark.cluster
+
+STUDENTS = ("ann", "bob", "cho")
+PASSWORD = "room-42-password"
+LAB = "part3/01-pods.ipynb"
+PREFIX = deploy.spec()["student_namespace_prefix"]
+
+
+@pytest.fixture(scope="module")
+def workshop(cluster):
+    if deploy.is_running(cluster):  # a run that was interrupted
+        deploy.down()
+    info = deploy.up(students=len(STUDENTS), password=PASSWORD)
+    yield info
+    removed = deploy.down()
+    assert any(item.startswith("namespace/") for item in removed), removed
+    left = cluster.kubectl("get", "namespaces,clusterroles,clusterrolebindings,persistentvolumes", "-l", deploy.LABEL,
+                           "-o", "name")
+    assert left.strip() == "", f"workshop down left: {left}"
+
+
+@pytest.fixture(scope="module")
+def students(workshop):
+    """Each student logged in and their server started (in turn, as a room does)."""
+    logged_in = {}
+    for name in STUDENTS:
+        student = client.Student(workshop["url"], name, PASSWORD)
+        student.log_in()
+        student.start_server()
+        logged_in[name] = student
+    return logged_in
+
+
+def lab_code(cells: int = 4) -> str:
+    """The first code cells of Lab III.1 (pods), exactly as learners run them."""
+    notebook = nbformat.read(paths.REPO / "labs" / LAB, as_version=4)
+    code = [cell.source for cell in notebook.cells if cell.cell_type == "code"][:cells]
+    return "\n".join(code)
+
+
+def test_bad_input_is_refused_with_the_fix(cluster, workshop):
+    with pytest.raises(LabError, match="must be 1 or more"):
+        deploy.up(students=0)
+    with pytest.raises(LabError, match="can hold .* student"):
+        deploy.check_capacity(cluster, 1000)
+    with pytest.raises(LabError, match="already running"):
+        deploy.up(students=2)
+
+
+def test_each_student_runs_a_lab_step_in_their_own_namespace(cluster, students):
+    for name, student in students.items():
+        printed, error = student.run(lab_code())
+        assert error is None, f"{name}: {error}\n{printed}"
+        assert f"working in namespace {PREFIX}{name}" in printed, printed
+        assert "✓ both containers of the pod are running and ready" in printed, printed
+        pod = cluster.core.read_namespaced_pod("shop-pod", f"{PREFIX}{name}")
+        assert pod.status.phase == "Running"
+
+
+def test_the_steps_are_on_the_board(workshop, students):
+    # The instructor's view: every student, on Lab III.1, its checks passed.
+    instructor = client.Student(workshop["url"], deploy.INSTRUCTOR, workshop["admin_password"])
+    instructor.log_in()
+    summary = instructor.board("GET", "api/summary").json()
+    assert set(summary["students"]) == set(STUDENTS), summary
+    assert all(row["lab"] == "part3/01-pods" for row in summary["students"].values()), summary
+    progress = summary["labs"]["part3/01-pods"]
+    assert progress["steps"] >= 2 and set(progress["students"]) == set(STUDENTS), progress
+    page = instructor.web.get(f"{workshop['url']}/services/board/", timeout=30)
+    assert page.status_code == 200 and all(name in page.text for name in STUDENTS)
+
+
+def test_a_student_sees_only_their_own_rows(students):
+    ann = students["ann"]
+    own = ann.board("GET").json()["reports"]
+    assert own and {row["student"] for row in own} == {"ann"}
+    refused = ann.board("GET", params={"student": "bob"})
+    assert refused.status_code == 403 and "only their own" in refused.json()["error"]
+    assert ann.board("GET", "api/summary").status_code == 403
+    page = ann.web.get(f"{ann.hub}/services/board/", timeout=30)
+    assert page.status_code == 200 and "bob" not in page.text and "Your own checks only" in page.text
+
+
+def test_a_report_with_a_wrong_token_is_refused(students):
+    reply = students["ann"].board("POST", token="not-a-hub-token", json={"lab": "x", "step": "y", "passed": True})
+    assert reply.status_code == 403 and "does not accept this token" in reply.json()["error"]
+    bad_body = students["ann"].board("POST", json={"lab": "x", "passed": "yes"})
+    assert bad_body.status_code == 400 and "'step'" in bad_body.json()["error"]
+
+
+def test_a_student_cannot_read_or_change_another_namespace(students):
+    code = f"""
+import subprocess
+from msalab import k8s
+from kubernetes.client.exceptions import ApiException
+cluster = k8s.Cluster()
+for verb, what, ns in (("get", "pods", "{PREFIX}bob"), ("create", "deployments", "{PREFIX}bob"),
+                       ("delete", "pods", "{PREFIX}bob"), ("get", "pods", "{PREFIX}ann"), ("create", "networkpolicies", "{PREFIX}ann")):
+    answer = subprocess.run([*cluster._kubectl, "auth", "can-i", verb, what, "-n", ns], capture_output=True, text=True).stdout.strip()
+    print("can-i", verb, what, ns, answer)
+try:
+    cluster.core.list_namespaced_pod("{PREFIX}bob")
+    print("real request: allowed")
+except ApiException as err:
+    print("real request:", err.status)
+try:
+    cluster.core.delete_namespaced_pod("shop-pod", "{PREFIX}bob")
+    print("real delete: allowed")
+except ApiException as err:
+    print("real delete:", err.status)
+"""
+    printed, error = students["ann"].run(code)
+    assert error is None, error
+    assert f"can-i get pods {PREFIX}bob no" in printed, printed
+    assert f"can-i create deployments {PREFIX}bob no" in printed
+    assert f"can-i delete pods {PREFIX}bob no" in printed
+    assert f"can-i get pods {PREFIX}ann yes" in printed  # the same token acts in ann's own namespace
+    assert f"can-i create networkpolicies {PREFIX}ann no" in printed  # and cannot lift her isolation
+    assert "real request: 403" in printed and "real delete: 403" in printed
+
+
+def _reach(student, ip: str, port: int) -> str:
+    code = f"""
+import urllib.request
+try:
+    urllib.request.urlopen("http://{ip}:{port}/", timeout=4)
+    print("reached")
+except urllib.error.HTTPError as err:
+    print("reached", err.code)
+except Exception as err:
+    print("blocked", type(err).__name__)
+"""
+    printed, error = student.run(code)
+    assert error is None, error
+    return printed.strip()
+
+
+def test_a_pod_cannot_reach_another_students_pod(cluster, students):
+    bob_pod = cluster.core.read_namespaced_pod("shop-pod", f"{PREFIX}bob")
+    ann_pod = cluster.core.read_namespaced_pod("shop-pod", f"{PREFIX}ann")
+    # The same request to ann's own pod works: the catalog answers, so a block is the policy.
+    assert _reach(students["ann"], ann_pod.status.pod_ip, 8080).startswith("reached")
+    assert _reach(students["ann"], bob_pod.status.pod_ip, 8080).startswith("blocked")
+    # And bob's pod answers a pod of a namespace that is not a student's (the hub's).
+    hub_pod = cluster.kubectl("get", "pods", "-n", deploy.spec()["namespace"], "-o", "name").split()[0]
+    reached = cluster.kubectl("exec", "-n", deploy.spec()["namespace"], hub_pod, "--", "python3", "-c",
+                              f"import urllib.request; print(urllib.request.urlopen('http://{bob_pod.status.pod_ip}:8080/health/ready', timeout=4).status)")
+    assert reached.strip() == "200"
+
+
+def test_the_quota_stops_a_student_taking_the_cluster(cluster, students):
+    code = """
+import json
+from msalab import k8s
+cluster = k8s.Cluster()
+ns = cluster.fresh_namespace("greedy")
+greedy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "greedy"},
+          "spec": {"replicas": 40, "selector": {"matchLabels": {"app": "greedy"}},
+                   "template": {"metadata": {"labels": {"app": "greedy"}}, "spec": {"containers": [
+                       {"name": "pause", "image": "registry.k8s.io/pause:3.10.2",
+                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}}]}}}}
+cluster.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(greedy))
+cluster.wait_until(lambda: "exceeded quota" in cluster.kubectl("get", "replicasets", "-n", ns, "-o", "json"), "the quota to refuse a pod", 60)
+print(json.dumps(cluster.kubectl("get", "replicasets", "-n", ns, "-o", "json")))
+"""
+    printed, error = students["cho"].run(code)
+    assert error is None, error
+    sets = json.loads(printed.strip().splitlines()[-1])
+    newest = max(sets["items"], key=lambda rs: int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]))
+    failures = [c for c in newest["status"].get("conditions", []) if c["type"] == "ReplicaFailure"]
+    assert failures and "exceeded quota" in failures[0]["message"], newest["status"]
+    running = cluster.core.list_namespaced_pod(f"{PREFIX}cho", label_selector="app=greedy").items
+    assert 0 < len(running) < 40
+    students["cho"].run("from msalab import k8s; k8s.Cluster().delete_namespace('greedy')")
+
+
+def test_a_fourth_student_is_refused_when_the_room_is_full(workshop, students):
+    extra = client.Student(workshop["url"], "dan", PASSWORD)
+    with pytest.raises(LabError, match="workshop is full"):
+        extra.log_in()
+    wrong = client.Student(workshop["url"], "ann", "not-the-password")
+    with pytest.raises(LabError, match="Invalid username or password"):
+        wrong.log_in()
+
+
+def test_reports_survive_a_hub_restart(cluster, workshop, students):
+    before = students["bob"].board("GET").json()["reports"]
+    namespace = deploy.spec()["namespace"]
+    cluster.kubectl("delete", "pod", "-n", namespace, "-l", "app.kubernetes.io/name=workshop-hub", "--wait=true")
+    cluster.wait_rollout(namespace, "hub", timeout_s=180)
+    cluster.wait_until(lambda: _status(f"{workshop['url']}/hub/health") == 200, "the restarted hub", 90)
+    cluster.wait_until(lambda: _status(f"{workshop['url']}/services/board/api/reports",
+                                       students["bob"].token()) == 200, "the board after the restart", 90)
+    after = students["bob"].board("GET").json()["reports"]
+    assert after == before and before
+
+
+def _status(url: str, token: str | None = None) -> int | None:
+    try:
+        return requests.get(url, timeout=5, headers={"Authorization": f"token {token}"} if token else {}).status_code
+    except requests.RequestException:
+        return None
+
+
+def test_workshop_status_lists_the_students(workshop, students):
+    info = deploy.status()
+    assert info["running"] and info["seats"] == len(STUDENTS)
+    assert set(info["students"]) == set(STUDENTS)
+    assert all(s["server"] == "ready" for s in info["students"].values()), info["students"]
+
+
+def test_reset_puts_one_student_back_to_new(cluster, workshop, students):
+    removed = deploy.reset("cho")
+    assert f"namespace {PREFIX}cho" in removed
+    assert not cluster.kubectl("get", "namespace", f"{PREFIX}cho", "--ignore-not-found", "-o", "name").strip()
+    assert set(deploy.status()["students"]) == {"ann", "bob"}
+    again = client.Student(workshop["url"], "cho", PASSWORD)  # the seat is free again
+    again.log_in()
+    assert again.start_server() > 0
+    started = time.monotonic()
+    printed, error = again.run(lab_code(1))
+    assert error is None and f"working in namespace {PREFIX}cho" in printed, (error, printed, time.monotonic() - started)

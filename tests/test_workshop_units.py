@@ -1,0 +1,113 @@
+"""The workshop's parts that need no cluster: the board's reckoning (who is stuck, progress
+per lab), what a report must hold, sizing, the lab reported, bad input."""
+
+from __future__ import annotations
+
+import ast
+import os
+
+import pytest
+
+from msalab import paths
+from msalab.errors import LabError
+from msalab.workshop import deploy, images, progress, report
+
+T0 = 1_000_000.0
+
+
+def row(student, step, passed, at, lab="part3/01-pods"):
+    return {"student": student, "lab": lab, "step": step, "passed": passed, "at": T0 + at}
+
+
+def test_a_check_failing_for_more_than_five_minutes_is_stuck():
+    rows = [row("ann", "pod ready", False, 0), row("ann", "pod ready", False, 200),  # failing since t=0
+            row("bob", "pod ready", False, 0), row("bob", "pod ready", True, 100),   # fixed
+            row("cho", "pod ready", False, 250)]                                      # failing, but only 110 s
+    found = progress.summary(rows, now=T0 + 360, stuck_after_s=300)
+    assert [(s["student"], s["step"], s["failing_s"]) for s in found["stuck"]] == [("ann", "pod ready", 360)]
+
+
+def test_a_pass_restarts_the_clock_of_a_later_failure():
+    rows = [row("ann", "x", False, 0), row("ann", "x", True, 10), row("ann", "x", False, 300)]
+    assert progress.summary(rows, now=T0 + 400, stuck_after_s=300)["stuck"] == []
+    assert progress.summary(rows, now=T0 + 601, stuck_after_s=300)["stuck"][0]["failing_s"] == 301
+
+
+def test_who_is_where_and_progress_per_lab():
+    rows = [row("ann", "a", True, 0), row("ann", "b", True, 1), row("bob", "a", True, 2),
+            row("bob", "c", True, 3, lab="part3/02-controllers")]
+    found = progress.summary(rows, now=T0 + 10)
+    assert found["students"]["ann"]["lab"] == "part3/01-pods"
+    assert found["students"]["bob"]["lab"] == "part3/02-controllers"
+    assert found["labs"]["part3/01-pods"] == {"steps": 2, "students": {"ann": 2, "bob": 1}}
+
+
+def test_reports_are_stored_and_read_back_per_student(tmp_path):
+    store = progress.Store(f"sqlite:///{tmp_path / 'board.sqlite'}")
+    store.add("ann", "part3/01-pods", "a", True, "", T0)
+    store.add("bob", "part3/01-pods", "a", False, "fix it", T0 + 1)
+    again = progress.Store(f"sqlite:///{tmp_path / 'board.sqlite'}")  # as after a restart
+    assert [r["student"] for r in again.rows()] == ["ann", "bob"]
+    assert [r["detail"] for r in again.rows("bob")] == ["fix it"]
+
+
+@pytest.mark.parametrize("body, says", [
+    (b"not json", "not JSON"), (b"[1]", "JSON object"), (b'{"lab": "x", "passed": true}', "'step'"),
+    (b'{"lab": "x", "step": "y", "passed": "yes"}', "'passed'"), (b'{"lab": "' + b"x" * 201 + b'", "step": "y", "passed": true}', "longer"),
+])
+def test_a_bad_report_says_what_is_wrong(body, says):
+    with pytest.raises(ValueError, match=says):
+        progress.validate(body)
+
+
+def test_the_lab_reported_is_the_notebook_being_run(monkeypatch):
+    monkeypatch.delenv("MSALAB_LAB", raising=False)
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/student/labs/part3/01-pods.ipynb")
+    assert report.current_lab() == "part3/01-pods"
+    monkeypatch.setenv("MSALAB_LAB", "part4/02-traffic-management")
+    assert report.current_lab() == "part4/02-traffic-management"
+
+
+def test_outside_a_workshop_nothing_is_reported(monkeypatch):
+    monkeypatch.delenv("MSALAB_BOARD_URL", raising=False)
+    assert report.send("a step", True) is None
+
+
+def test_a_board_that_refuses_is_said_once_and_the_lab_goes_on(monkeypatch, capsys):
+    monkeypatch.setenv("MSALAB_BOARD_URL", "http://127.0.0.1:9/services/board/")  # nothing listens on port 9
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "t")
+    assert report.send("a", True) is None and report.send("b", False) is None
+    assert capsys.readouterr().out.count("progress board") == 1
+
+
+@pytest.mark.parametrize("students, users, says", [
+    (0, [], "must be 1 or more"), (-2, [], "must be 1 or more"), (0, ["Ann"], "not a student name"),
+    (0, ["instructor"], "not a student name"), (3, ["ann", "bob"], "but 2 names"),
+])
+def test_bad_workshop_input_gets_the_fix(students, users, says):
+    with pytest.raises(LabError, match=says) as err:
+        deploy.validate(students, users)
+    assert "python -m msalab workshop up" in err.value.fix or "give one" in err.value.fix
+
+
+def test_quantities_and_quota_sizing():
+    assert deploy._cpu_m("250m") == 250 and deploy._cpu_m("2") == 2000
+    assert deploy._memory_mi("512Mi") == 512 and deploy._memory_mi("1Gi") == 1024 and deploy._memory_mi("1048576Ki") == 1024
+    need = deploy.per_student()
+    room = {"free": {"cpu_m": 1500, "memory_mi": 20000}, "per_student": need}
+    values = deploy.quota_values(room, 3)
+    assert deploy._cpu_m(values["quota_cpu_request"]) == min(500, 2 * need["cpu_m"])
+    assert deploy._memory_mi(values["quota_memory_request"]) <= deploy._memory_mi(values["quota_memory_limit"])
+
+
+def test_the_lab_image_has_the_course_pins_without_the_book_and_tests():
+    lines = images.lab_requirements().splitlines()
+    names = {line.split("==")[0] for line in lines}
+    assert "jupyterlab" in names and "kubernetes" in names and f"jupyterhub=={deploy.spec()['jupyterhub']}" in lines
+    assert not names & images.NOT_IN_LAB_IMAGE
+    assert "soupsieve" not in images.constraints()
+
+
+def test_the_hub_config_is_valid_python():
+    ast.parse((paths.REPO / "cluster" / "workshop" / "jupyterhub_config.py").read_text())
+    assert os.access(paths.REPO / "cluster" / "workshop" / "start-lab", os.X_OK)
