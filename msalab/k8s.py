@@ -45,7 +45,10 @@ class Cluster:
         self.custom = client.CustomObjectsApi(self.api)  # Gateway API objects are custom resources
         self.extensions = client.ApiextensionsV1Api(self.api)  # the CRDs that define them
         try:
-            self.core.list_namespace(limit=1, _request_timeout=5)
+            if workshop_mode.namespace():  # a student may read only their own namespace
+                self.core.list_namespaced_pod(workshop_mode.namespace(), limit=1, _request_timeout=5)
+            else:
+                self.core.list_namespace(limit=1, _request_timeout=5)
         except Exception as err:  # noqa: BLE001: any failure here means the same to a learner
             raise LabError(f"the course cluster does not answer ({err.__class__.__name__})",
                            "python -m msalab cluster status; then make cluster") from err

@@ -111,3 +111,25 @@ def test_the_lab_image_has_the_course_pins_without_the_book_and_tests():
 def test_the_hub_config_is_valid_python():
     ast.parse((paths.REPO / "cluster" / "workshop" / "jupyterhub_config.py").read_text())
     assert os.access(paths.REPO / "cluster" / "workshop" / "start-lab", os.X_OK)
+
+
+def test_a_students_objects_render_as_the_hub_fills_them():
+    """The hub fills cluster/workshop/student.yaml with string.Template, as here."""
+    import string
+
+    import yaml
+
+    values = {"quota_cpu_request": "500m", "quota_memory_request": "1Gi", "quota_memory_limit": "2Gi", "quota_pods": "20",
+              "server_memory_limit": "1Gi", "pod_cidr": "10.244.0.0/16"}
+    text = string.Template((paths.REPO / "cluster" / "workshop" / "student.yaml").read_text())
+    docs = list(yaml.safe_load_all(text.substitute(values, student="ann", namespace="ws-ann")))
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "RoleBinding", "ClusterRoleBinding", "ResourceQuota",
+                                         "LimitRange", "NetworkPolicy"]
+    assert docs[1]["subjects"][0]["namespace"] == "ws-ann" and docs[1]["roleRef"]["kind"] == "ClusterRole"
+    assert docs[5]["spec"]["ingress"][0]["from"][2]["ipBlock"]["except"] == ["10.244.0.0/16"]
+
+
+def test_the_lab_is_the_folder_nearest_the_notebook(monkeypatch):
+    monkeypatch.delenv("MSALAB_LAB", raising=False)
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/student/labs/part3/part3/01-pods.ipynb")
+    assert report.current_lab() == "part3/01-pods"

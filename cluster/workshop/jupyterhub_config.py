@@ -59,8 +59,9 @@ c.SharedPasswordAuthenticator.user_password = env["WORKSHOP_PASSWORD"]
 c.SharedPasswordAuthenticator.admin_password = env["WORKSHOP_ADMIN_PASSWORD"]
 c.Authenticator.admin_users = {INSTRUCTOR}
 c.Authenticator.allow_all = True  # bounded by WorkshopAuthenticator: the class list or the class size
-c.Authenticator.custom_html = (f"<p>Log in with the name you choose for the day and the workshop's password. "
-                               f"Your name names your own namespace ({PREFIX}NAME).</p>")
+c.JupyterHub.template_vars = {"announcement_login": (
+    "Log in with the name you choose for the day and the workshop's password. "
+    f"Your name names your own namespace ({PREFIX}NAME); use the same name all day.")}
 
 # The hub's database and cookie secret live on its volume, so a restarted hub keeps its users.
 c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
@@ -71,6 +72,9 @@ c.JupyterHub.hub_connect_url = f"http://hub.{HUB_NAMESPACE}.svc.cluster.local:80
 # configurable-http-proxy runs beside the hub in its pod (the hub starts it): one pod to
 # restart, and the proxy's routes are rebuilt from the hub's database when it starts.
 c.ConfigurableHTTPProxy.should_start = True
+# A restarted hub (a new image, a crash) must not stop the students' servers: they keep running
+# and the new hub finds them (KubeSpawner reads their pods), as in Zero to JupyterHub.
+c.JupyterHub.cleanup_servers = False
 
 # --- each student's server: the course's lab image in the student's own namespace -----------
 c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
@@ -87,8 +91,9 @@ c.KubeSpawner.service_account = "student"
 c.KubeSpawner.automount_service_account_token = True
 c.KubeSpawner.cpu_guarantee = float(env["WORKSHOP_SERVER_CPU_REQUEST"])
 c.KubeSpawner.cpu_limit = float(env["WORKSHOP_SERVER_CPU_LIMIT"])
-c.KubeSpawner.mem_guarantee = env["WORKSHOP_SERVER_MEMORY_REQUEST"]
-c.KubeSpawner.mem_limit = env["WORKSHOP_SERVER_MEMORY_LIMIT"]
+# JupyterHub writes binary units without the i (its M is Kubernetes' Mi).
+c.KubeSpawner.mem_guarantee = env["WORKSHOP_SERVER_MEMORY_REQUEST"].replace("i", "")
+c.KubeSpawner.mem_limit = env["WORKSHOP_SERVER_MEMORY_LIMIT"].replace("i", "")
 c.KubeSpawner.start_timeout = 300
 c.KubeSpawner.http_timeout = 120
 c.KubeSpawner.environment = {

@@ -68,6 +68,16 @@ def load_images(images: list[str]) -> None:
 
 def down() -> list[str]:
     removed = offline.down()
+    # The offline cluster's pods run in this host's network: a workshop's policy enforcer
+    # killed with them leaves its rules, and a workshop's hub its volume (msalab.workshop).
+    from ..workshop import deploy, netpol
+    try:
+        removed += [f"policy enforcer's {item}" for item in netpol.remove_leftovers()]
+    except LabError as err:
+        print(f"[down] {err}", flush=True)
+    if deploy.HOST_VOLUME.parent.exists():
+        shutil.rmtree(deploy.HOST_VOLUME.parent)
+        removed.append(str(deploy.HOST_VOLUME.parent))
     removed += kind.down()
     _provider_record().unlink(missing_ok=True)
     return removed
@@ -144,6 +154,10 @@ def footprint() -> list[str]:
     lines += hostpaths.footprint_lines()
     # Every table of both families, complete and in order (order is meaning in iptables): a
     # chain, rule or table the cluster left anywhere shows.
+    # nftables tables made without iptables (kube-network-policies' own) are not in the dumps below.
+    if shutil.which("nft"):
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        lines += [f"nft {line}" for line in tables.splitlines() if line.strip()]
     rules = [f"{family} {line}" for family in netfilter.FAMILIES
              for line in netfilter.comparable(netfilter.dump(family))]
     return sorted(lines) + rules

@@ -67,7 +67,8 @@ class Student:
         headers = {"Authorization": f"token {self.token()}"}
         base = f"{self.hub}/user/{self.name}"
         reply = requests.post(f"{base}/api/sessions", headers=headers, timeout=60,
-                              json={"path": notebook, "type": "notebook", "name": notebook, "kernel": {"name": "python3"}})
+                              json={"path": notebook, "type": "notebook", "name": notebook.rsplit("/", 1)[-1],
+                                    "kernel": {"name": "python3"}})
         reply.raise_for_status()
         kernel = reply.json()["kernel"]["id"]
         socket = websocket.create_connection(f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel}/channels",

@@ -20,6 +20,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import yaml
+
 from .. import paths
 from ..errors import LabError
 from . import images, netpol
@@ -201,7 +203,9 @@ def _manifests(cluster, values: dict, passwords: dict, hub_image: str) -> str:
         "storage_class_line": storage_line, "env": _hub_env(values), "ingress_class_line": _ingress_class(cluster)})
     config = cluster.kubectl("create", "configmap", "hub-config", "-n", spec()["namespace"], "--dry-run=client", "-o", "yaml",
                              f"--from-file={WORKSHOP / 'jupyterhub_config.py'}", f"--from-file={WORKSHOP / 'student.yaml'}")
-    config = config.replace("metadata:\n", f"metadata:\n  labels: {{app.kubernetes.io/part-of: msalab-workshop}}\n", 1)
+    config = yaml.safe_load(config)
+    config["metadata"]["labels"] = {"app.kubernetes.io/part-of": "msalab-workshop"}
+    config = yaml.safe_dump(config)
     return "\n---\n".join(part for part in (hub, volume, config) if part)
 
 
@@ -232,7 +236,7 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
     hub_image, lab_image = images.build_hub_image(), images.build_lab_image()
     if _provider() in ("offline", "kind"):
         manage.load_images([hub_image, lab_image])
-    _step(3, "NetworkPolicy enforcement (kube-network-policies)")
+    _step(3, "NetworkPolicy enforcement (msalab.workshop.netpol)")
     if _provider() in ("offline", "kind") and not netpol.is_installed(cluster):
         netpol.install(cluster)
     passwords = {"password": password or secrets.token_urlsafe(9), "admin_password": secrets.token_urlsafe(33),

@@ -20,7 +20,12 @@ ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # student cannot delete anyway.
 LAB_KINDS = ("deployments", "statefulsets", "replicasets", "jobs", "cronjobs", "horizontalpodautoscalers",
              "poddisruptionbudgets", "services", "ingresses", "configmaps", "secrets")
-LAB_CUSTOM_GROUPS = ("gateway.networking.k8s.io", "networking.istio.io", "security.istio.io", "telemetry.istio.io")
+# Custom kinds the labs create (= the msalab-workshop-student ClusterRole's), where installed.
+LAB_CUSTOM_KINDS = ("httproutes.gateway.networking.k8s.io", "virtualservices.networking.istio.io",
+                    "destinationrules.networking.istio.io", "gateways.networking.istio.io", "serviceentries.networking.istio.io",
+                    "sidecars.networking.istio.io", "peerauthentications.security.istio.io",
+                    "authorizationpolicies.security.istio.io", "requestauthentications.security.istio.io",
+                    "telemetries.telemetry.istio.io")
 SERVER_POD = "component=singleuser-server"  # KubeSpawner's label on a student's server
 
 
@@ -61,8 +66,8 @@ def empty_namespace(kubectl) -> None:
     ns = namespace()
     kinds = list(LAB_KINDS)
     available = kubectl("api-resources", "--namespaced", "-o", "name", check=False).split()
-    kinds += [kind for kind in available if kind.split(".", 1)[-1] in LAB_CUSTOM_GROUPS]
-    kubectl("delete", ",".join(kinds), "--all", "-n", ns, "--field-selector=metadata.name!=kube-root-ca.crt",
+    kinds += [kind for kind in LAB_CUSTOM_KINDS if kind in available]
+    kubectl("delete", ",".join(kinds), "-n", ns, "--field-selector=metadata.name!=kube-root-ca.crt",
             "--ignore-not-found", "--wait=true", "--timeout=120s")
     kubectl("delete", "pods", "-n", ns, "-l", f"!{SERVER_POD.split('=')[0]}", "--ignore-not-found",
             "--wait=true", "--timeout=120s", "--grace-period=1")

@@ -28,8 +28,8 @@ def current_lab() -> str:
     MSALAB_LAB overrides it, for a lab run outside Jupyter."""
     path = os.environ.get("MSALAB_LAB") or os.environ.get("JPY_SESSION_NAME") or "unknown"
     parts = PurePosixPath(path.replace("\\", "/")).with_suffix("").parts
-    for index, part in enumerate(parts):
-        if re.fullmatch(r"part\d+", part):
+    for index in range(len(parts) - 1, -1, -1):  # the folder nearest the notebook: labs/part3/...
+        if re.fullmatch(r"part\d+", parts[index]):
             return "/".join(parts[index:])
     return parts[-1] if parts else "unknown"
 

@@ -178,7 +178,7 @@ greedy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "g
                         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}}]}}}}
 cluster.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(greedy))
 cluster.wait_until(lambda: "exceeded quota" in cluster.kubectl("get", "replicasets", "-n", ns, "-o", "json"), "the quota to refuse a pod", 60)
-print(json.dumps(cluster.kubectl("get", "replicasets", "-n", ns, "-o", "json")))
+print(json.dumps(json.loads(cluster.kubectl("get", "replicasets", "-n", ns, "-o", "json"))))
 """
     printed, error = students["cho"].run(code)
     assert error is None, error
@@ -210,6 +210,9 @@ def test_reports_survive_a_hub_restart(cluster, workshop, students):
                                        students["bob"].token()) == 200, "the board after the restart", 90)
     after = students["bob"].board("GET").json()["reports"]
     assert after == before and before
+    # The students' servers went on running: bob's kernel still answers, through the new hub.
+    printed, error = students["bob"].run("print('still here')")
+    assert error is None and "still here" in printed
 
 
 def _status(url: str, token: str | None = None) -> int | None:
