@@ -80,6 +80,25 @@ class Cluster:
             return
         self.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", f"--timeout={int(timeout_s)}s")
 
+    def namespace_exists(self, name: str) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        name = workshop_mode.namespace() or name  # in a workshop, every lab namespace is the student's
+        try:
+            self.core.read_namespace(name)
+            return True
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+
+    def left_over(self, name: str) -> list[str]:
+        """What is left of a lab's namespace after delete_namespace: the namespace itself, or,
+        in a workshop (where the namespace is the student's and stays), what the lab made in it."""
+        if workshop_mode.namespace():
+            return workshop_mode.lab_objects(self.kubectl)
+        return [name] if self.namespace_exists(name) else []
+
     # -- waiting -------------------------------------------------------------------------
     def wait_rollout(self, namespace: str, deployment: str, timeout_s: int = 120) -> None:
         self.kubectl("rollout", "status", f"deployment/{deployment}", "-n", namespace, f"--timeout={timeout_s}s")
@@ -275,7 +294,9 @@ class Cluster:
         tls = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
         if cfg.cert_file:
             tls.load_cert_chain(cfg.cert_file, cfg.key_file)
-        headers = {"Authorization": cfg.api_key["authorization"]} if cfg.api_key.get("authorization") else {}
+        # A kubeconfig with a token (a workshop student's): the client keeps it as BearerToken.
+        token = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+        headers = {"Authorization": token} if token else {}
         return ShopClient(url, timeout_s=10, verify=tls, headers=headers)
 
     def ready_pods(self, namespace: str, deployment: str) -> int:

@@ -64,7 +64,10 @@ def cluster_builds() -> list[tuple[str, Callable]]:
     if provider == "kind":
         print(f"prebuild: the cluster will be kind ({why}): its own components are not built here", flush=True)
         return builds
-    return [("offline cluster", offline.build_all), *builds, ("istio", mesh.build_binaries)]
+    from .workshop import netpol  # the workshop test's NetworkPolicy enforcer, last: needed last
+
+    return [("offline cluster", offline.build_all), *builds, ("istio", mesh.build_binaries),
+            ("network policy enforcer", netpol.build_binary)]
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ NAMES = {
     "etcd": "etcd", "CoreDNS": "coredns", "metrics-server": "metrics_server", "Contour": "contour",
     "Gateway API": "gateway_api", "Envoy": "envoy", "kind": "kind", "Python": "python",
     "Go": "go", "kubectl": "kubernetes", "Envoy Gateway": "envoy_gateway", "Helm": "helm", "Istio": "istio",
+    "JupyterHub": "jupyterhub", "KubeSpawner": "kubespawner", "kube-router": "kube_router",
 }
 # Components with a second pin for another role: etcd in the course's kind node, containerd
 # under kind's nerdctl provider.

@@ -120,13 +120,17 @@ def test_a_students_objects_render_as_the_hub_fills_them():
     import yaml
 
     values = {"quota_cpu_request": "500m", "quota_memory_request": "1Gi", "quota_memory_limit": "2Gi", "quota_pods": "20",
-              "server_memory_limit": "1Gi", "pod_cidr": "10.244.0.0/16"}
+              "server_memory_limit": "1Gi", "pod_cidr": "10.244.0.0/16", "hub_namespace": "msalab-workshop",
+              "node_address_rules": "        - ipBlock: {cidr: 10.244.0.1/32}"}
     text = string.Template((paths.REPO / "cluster" / "workshop" / "student.yaml").read_text())
     docs = list(yaml.safe_load_all(text.substitute(values, student="ann", namespace="ws-ann")))
-    assert [d["kind"] for d in docs] == ["ServiceAccount", "RoleBinding", "ClusterRoleBinding", "ResourceQuota",
-                                         "LimitRange", "NetworkPolicy"]
-    assert docs[1]["subjects"][0]["namespace"] == "ws-ann" and docs[1]["roleRef"]["kind"] == "ClusterRole"
-    assert docs[5]["spec"]["ingress"][0]["from"][2]["ipBlock"]["except"] == ["10.244.0.0/16"]
+    assert [d["kind"] for d in docs] == ["Namespace", "ServiceAccount", "RoleBinding", "ClusterRoleBinding",
+                                         "ResourceQuota", "LimitRange", "NetworkPolicy"]
+    assert docs[0]["metadata"]["labels"]["msalab.dev/student"] == "ann"
+    assert docs[2]["subjects"][0]["namespace"] == "ws-ann" and docs[2]["roleRef"]["kind"] == "ClusterRole"
+    sources = docs[6]["spec"]["ingress"][0]["from"]
+    assert sources[1]["podSelector"] == {"matchLabels": {"msalab.dev/student": "ann"}}  # ann's own server only
+    assert sources[3]["ipBlock"]["except"] == ["10.244.0.0/16"] and sources[4]["ipBlock"]["cidr"] == "10.244.0.1/32"
 
 
 def test_the_lab_is_the_folder_nearest_the_notebook(monkeypatch):

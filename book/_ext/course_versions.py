@@ -36,15 +36,31 @@ def substitutions(pins: dict) -> dict[str, str]:
         "kind_node_etcd": cluster["kind"]["course_node"]["etcd"],
         "nerdctl": cluster["kind"]["nerdctl"]["version"],
         "nerdctl_containerd": cluster["kind"]["nerdctl"]["containerd"],
+        # classroom workshops (msalab.workshop)
+        "jupyterhub": pins["workshop"]["jupyterhub"],
+        "kubespawner": pins["workshop"]["kubespawner"],
+        "idle_culler": pins["workshop"]["idle_culler"],
+        "configurable_http_proxy": pins["workshop"]["configurable_http_proxy"],
+        "kube_network_policies": pins["workshop"]["network_policies"]["version"],
+        "kube_router": pins["workshop"]["network_policies"]["fallback"]["version"],
         "istio": pins["mesh"]["istio"]["release"],
         "istio_offline": pins["mesh"]["istio"]["offline_tag"],
         "python": pins["python"],
         "go": pins["go"],
     }
     found = {name: version.lstrip("v") for name, version in found.items()}
+    found.update(_workshop_reserve(pins["workshop"]))
     for name in ("kubernetes", "containerd", "gateway_api", "kind_node", "istio", "nerdctl_containerd"):
         found[f"{name}_minor"] = ".".join(found[name].split(".")[:2])
     return found
+
+
+def _workshop_reserve(workshop: dict) -> dict[str, str]:
+    """What a workshop reserves per student (msalab.workshop.deploy.per_student): server + one lab."""
+    server, lab = workshop["server"], workshop["lab_pods"]
+    cpu = sum(int(x["cpu_request"].rstrip("m")) for x in (server, lab))
+    memory = sum(int(x["memory_request"].removesuffix("Mi")) for x in (server, lab))
+    return {"workshop_cpu_per_student": f"{cpu}m", "workshop_memory_per_student": f"{memory} MiB"}
 
 
 def _add_substitutions(app, config) -> None:

@@ -76,19 +76,22 @@ c.ConfigurableHTTPProxy.should_start = True
 # and the new hub finds them (KubeSpawner reads their pods), as in Zero to JupyterHub.
 c.JupyterHub.cleanup_servers = False
 
-# --- each student's server: the course's lab image in the student's own namespace -----------
+# --- each student's server: the course's lab image, acting in the student's own namespace ----
+# The server's pod runs in the hub's namespace, so the student's namespace holds only what the
+# labs make (a lab that checks "no pod is left" sees none of the server), and the student's quota
+# is the labs'. It acts as the ServiceAccount `student` of that namespace: before each start the
+# hub asks the API server for a token of it (TokenRequest) and mounts it with the cluster's CA.
 c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
-c.KubeSpawner.enable_user_namespaces = True
-c.KubeSpawner.user_namespace_template = PREFIX + "{username}"
-c.KubeSpawner.user_namespace_labels = {"app.kubernetes.io/part-of": "msalab-workshop",
-                                       "msalab.dev/student": "{username}"}
+c.KubeSpawner.namespace = HUB_NAMESPACE
+c.KubeSpawner.extra_labels = {"msalab.dev/student": "{username}"}  # what the network policies select
 c.KubeSpawner.image = env["WORKSHOP_LAB_IMAGE"]
 c.KubeSpawner.image_pull_policy = "IfNotPresent"  # loaded into the cluster by workshop up
 c.KubeSpawner.cmd = ["start-lab"]
 c.KubeSpawner.uid = 1000
 c.KubeSpawner.gid = 1000
-c.KubeSpawner.service_account = "student"
-c.KubeSpawner.automount_service_account_token = True
+c.KubeSpawner.automount_service_account_token = False  # the hub namespace's account is not the student's
+c.KubeSpawner.volumes = [{"name": "student-token", "secret": {"secretName": "student-token-{username}"}}]
+c.KubeSpawner.volume_mounts = [{"name": "student-token", "mountPath": "/var/run/secrets/msalab-workshop", "readOnly": True}]
 c.KubeSpawner.cpu_guarantee = float(env["WORKSHOP_SERVER_CPU_REQUEST"])
 c.KubeSpawner.cpu_limit = float(env["WORKSHOP_SERVER_CPU_LIMIT"])
 # JupyterHub writes binary units without the i (its M is Kubernetes' Mi).
@@ -106,6 +109,7 @@ c.KubeSpawner.container_security_context = {"allowPrivilegeEscalation": False, "
 
 STUDENT_OBJECTS = string.Template(open("/etc/jupyterhub/student.yaml").read())
 CREATE = {  # kind -> (API class, create method, namespaced)
+    "Namespace": (k8s.CoreV1Api, "create_namespace", False),
     "ServiceAccount": (k8s.CoreV1Api, "create_namespaced_service_account", True),
     "ResourceQuota": (k8s.CoreV1Api, "create_namespaced_resource_quota", True),
     "LimitRange": (k8s.CoreV1Api, "create_namespaced_limit_range", True),
@@ -113,22 +117,39 @@ CREATE = {  # kind -> (API class, create method, namespaced)
     "ClusterRoleBinding": (k8s.RbacAuthorizationV1Api, "create_cluster_role_binding", False),
     "NetworkPolicy": (k8s.NetworkingV1Api, "create_namespaced_network_policy", True),
 }
+TOKEN_HOURS = 12  # a workshop day; a server started again gets a new token
+CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"  # the hub's own mount: the cluster's CA
 
 
 async def create_student_objects(spawner):
-    """Before a student's first server: their namespace's account, role binding, quota, limits
-    and network policy (cluster/workshop/student.yaml). Existing objects are kept."""
-    await spawner._ensure_namespace()
+    """Before a student's server starts: their namespace and its account, role binding, quota,
+    limits and network policy (cluster/workshop/student.yaml; existing objects are kept), then a
+    fresh token of that account for the server (Secret student-token-NAME in the hub's namespace)."""
+    name = spawner.user.name
+    namespace = PREFIX + name
     values = {key[len("WORKSHOP_"):].lower(): value for key, value in env.items() if key.startswith("WORKSHOP_")}
-    text = STUDENT_OBJECTS.substitute(values, student=spawner.user.name, namespace=spawner.namespace)
+    text = STUDENT_OBJECTS.substitute(values, student=name, namespace=namespace)
+    api_client = spawner.api.api_client
     for doc in yaml.safe_load_all(text):
         api_class, method, namespaced = CREATE[doc["kind"]]
-        api = api_class(spawner.api.api_client)
+        api = api_class(api_client)
         try:
-            await (getattr(api, method)(spawner.namespace, doc) if namespaced else getattr(api, method)(doc))
+            await (getattr(api, method)(namespace, doc) if namespaced else getattr(api, method)(doc))
         except ApiException as err:
             if err.status != 409:  # already there: a student's second server
                 raise
+    core = k8s.CoreV1Api(api_client)
+    request = {"spec": {"expirationSeconds": TOKEN_HOURS * 3600}}
+    token = (await core.create_namespaced_service_account_token("student", namespace, request)).status.token
+    secret = {"metadata": {"name": f"student-token-{name}", "labels": {"app.kubernetes.io/part-of": "msalab-workshop",
+                                                                      "msalab.dev/student": name}},
+              "stringData": {"token": token, "ca.crt": open(CA).read(), "namespace": namespace}}
+    try:
+        await core.create_namespaced_secret(HUB_NAMESPACE, secret)
+    except ApiException as err:
+        if err.status != 409:
+            raise
+        await core.replace_namespaced_secret(f"student-token-{name}", HUB_NAMESPACE, secret)
 
 
 c.KubeSpawner.pre_spawn_hook = create_student_objects

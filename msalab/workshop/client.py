@@ -78,6 +78,22 @@ class Student:
         finally:
             socket.close()
 
+    def run_lab(self, notebook: str, timeout_s: float = 600) -> tuple[int, str | None, str]:
+        """Every code cell of a lab (labs/NOTEBOOK, as in the course), in order, in one kernel
+        of the student's server, as Run All would; (cells run, the first error or None, what
+        the failing cell printed). The lab's exercises run with their solutions (MSALAB_SOLVE)."""
+        import nbformat
+
+        from .. import paths
+
+        cells = [c.source for c in nbformat.read(paths.REPO / "labs" / notebook, as_version=4).cells if c.cell_type == "code"]
+        self.run("import os; os.environ['MSALAB_SOLVE'] = '1'; os.environ['MSALAB_NO_PROGRESS'] = '1'", notebook)
+        for number, source in enumerate(cells, 1):
+            printed, error = self.run(source, notebook, timeout_s)
+            if error:
+                return number, error, printed
+        return len(cells), None, ""
+
     # -- the board ------------------------------------------------------------------------------
     def board(self, method: str, path: str = "api/reports", token: str | None = None, **kwargs) -> requests.Response:
         return requests.request(method, f"{self.hub}/services/board/{path}", timeout=30,

@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -72,6 +70,7 @@ def capacity(cluster) -> dict:
     for pod in cluster.core.list_pod_for_all_namespaces().items:
         labels = pod.metadata.labels or {}
         if pod.status.phase in ("Succeeded", "Failed") or labels.get("app.kubernetes.io/part-of") == "msalab-workshop" \
+                or pod.metadata.namespace == spec()["namespace"] \
                 or pod.metadata.namespace.startswith(spec()["student_namespace_prefix"]):
             continue
         for container in pod.spec.containers:
@@ -188,6 +187,21 @@ def _ingress_class(cluster) -> str:
     return "ingressClassName: contour" if found.strip() else ""
 
 
+def _node_address_rules(cluster) -> str:
+    """NetworkPolicy `from` entries for the nodes' own addresses: the API server's service proxy
+    and the kubelet reach pods from them, and on the course cluster they are inside the pod
+    network (the offline node is its bridge's 10.244.0.1; kind's node reaches its pods from its
+    bridge's first address)."""
+    import ipaddress
+
+    addresses = set()
+    for node in cluster.core.list_node().items:
+        addresses |= {a.address for a in node.status.addresses or [] if a.type == "InternalIP"}
+        if node.spec.pod_cidr:
+            addresses.add(str(next(ipaddress.ip_network(node.spec.pod_cidr).hosts())))
+    return "\n".join(f"        - ipBlock: {{cidr: {address}/32}}" for address in sorted(addresses) if ":" not in address)
+
+
 def _hub_env(values: dict) -> str:
     lines = [f"            - {{name: WORKSHOP_{key.upper()}, value: {json.dumps(str(value))}}}" for key, value in values.items()]
     return "\n".join(lines)
@@ -246,6 +260,7 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
     values = {"namespace": spec()["namespace"], "students": students, "users": ",".join(users),
               "instructor": INSTRUCTOR, "student_prefix": spec()["student_namespace_prefix"], "host": host or spec()["host"],
               "lab_image": lab_image, "pod_cidr": _pod_cidr(cluster), "idle_timeout_s": spec()["idle_timeout_s"],
+              "hub_namespace": spec()["namespace"], "node_address_rules": _node_address_rules(cluster),
               **{f"server_{k}": v for k, v in spec()["server"].items()}, **quota_values(room, students)}
     values["server_cpu_request"] = _cpu_m(values["server_cpu_request"]) / 1000
     values["server_cpu_limit"] = _cpu_m(values["server_cpu_limit"]) / 1000
@@ -306,12 +321,13 @@ def status() -> dict:
     cluster = Cluster()
     if not is_running(cluster):
         return {"running": False}
-    pods = json.loads(cluster.kubectl("get", "pods", "-A", "-l", "component=singleuser-server", "-o", "json"))["items"]
-    servers = {p["metadata"]["namespace"]: p["status"].get("phase") for p in pods}
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", spec()["namespace"], "-l", "component=singleuser-server",
+                                      "-o", "json"))["items"]
+    servers = {p["metadata"]["labels"].get("msalab.dev/student"): p["status"].get("phase") for p in pods}
     users = hub_api(cluster, "GET", "/users") or []
     students = {u["name"]: {"server": "ready" if (u.get("servers") or {}).get("", {}).get("ready") else "stopped",
                             "namespace": spec()["student_namespace_prefix"] + u["name"],
-                            "pod": servers.get(spec()["student_namespace_prefix"] + u["name"], "-")}
+                            "pod": servers.get(u["name"], "-")}
                 for u in users if u["name"] != INSTRUCTOR}
     seats = next((e["value"] for e in _hub_container(cluster)["env"] if e["name"] == "WORKSHOP_STUDENTS"), "?")
     return {"running": True, "url": hub_url(), "seats": int(seats), "students": students,
@@ -336,6 +352,7 @@ def reset(student: str) -> list[str]:
     cluster.wait_until(lambda: not (hub_api(cluster, "GET", f"/users/{student}") or {}).get("servers"),
                        f"{student}'s server to stop", 120)
     hub_api(cluster, "DELETE", f"/users/{student}")
+    cluster.kubectl("delete", "secret", f"student-token-{student}", "-n", spec()["namespace"], "--ignore-not-found")
     namespace = spec()["student_namespace_prefix"] + student
     cluster.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=180s")
     cluster.kubectl("delete", "clusterrolebinding", f"msalab-workshop-nodes-{student}", "--ignore-not-found")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ..errors import LabError
 
-ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-# What a lab may create in the namespace, emptied between labs. Not the student's own server
-# pod, nor the workshop's boundaries (quota, limits, network policy, role binding), which the
-# student cannot delete anyway.
+# The student's account's token and the cluster's CA, mounted by the hub (jupyterhub_config.py).
+ACCOUNT = Path("/var/run/secrets/msalab-workshop")
+# What a lab may create in the namespace, emptied between labs. Not the workshop's boundaries
+# (quota, limits, network policy, role binding), which the student cannot delete anyway.
 LAB_KINDS = ("deployments", "statefulsets", "replicasets", "jobs", "cronjobs", "horizontalpodautoscalers",
              "poddisruptionbudgets", "services", "ingresses", "configmaps", "secrets")
 # Custom kinds the labs create (= the msalab-workshop-student ClusterRole's), where installed.
@@ -34,8 +34,8 @@ def namespace() -> str | None:
 
 
 def kubeconfig() -> str:
-    """A kubeconfig for the server's ServiceAccount (written each time: its token is renewed
-    by the kubelet), in the student's home."""
+    """A kubeconfig for the student's ServiceAccount (written each time: a restarted server
+    has a new token), in the student's home."""
     if not (ACCOUNT / "token").exists():
         raise LabError("this server has no ServiceAccount token (MSALAB_WORKSHOP_NAMESPACE is set outside a workshop?)",
                        "unset MSALAB_WORKSHOP_NAMESPACE, or ask the instructor to restart your server")
@@ -60,14 +60,25 @@ def kubectl_command() -> list[str]:
     return [kubectl, f"--kubeconfig={kubeconfig()}"]
 
 
+def _lab_kinds(kubectl) -> list[str]:
+    available = kubectl("api-resources", "--namespaced", "-o", "name", check=False).split()
+    return [*LAB_KINDS, *(kind for kind in LAB_CUSTOM_KINDS if kind in available)]
+
+
+def lab_objects(kubectl) -> list[str]:
+    """What labs made in the student's namespace and is still there (not the server's pod)."""
+    ns = namespace()
+    found = kubectl("get", ",".join(_lab_kinds(kubectl)), "-n", ns, "-o", "name",
+                    "--field-selector=metadata.name!=kube-root-ca.crt").split()
+    found += kubectl("get", "pods", "-n", ns, "-l", f"!{SERVER_POD.split('=')[0]}", "-o", "name").split()
+    return found
+
+
 def empty_namespace(kubectl) -> None:
     """Remove what earlier labs created in the student's namespace, keeping the server itself.
     kubectl: the Cluster's kubectl method."""
     ns = namespace()
-    kinds = list(LAB_KINDS)
-    available = kubectl("api-resources", "--namespaced", "-o", "name", check=False).split()
-    kinds += [kind for kind in LAB_CUSTOM_KINDS if kind in available]
-    kubectl("delete", ",".join(kinds), "-n", ns, "--field-selector=metadata.name!=kube-root-ca.crt",
+    kubectl("delete", ",".join(_lab_kinds(kubectl)), "-n", ns, "--field-selector=metadata.name!=kube-root-ca.crt",
             "--ignore-not-found", "--wait=true", "--timeout=120s")
     kubectl("delete", "pods", "-n", ns, "-l", f"!{SERVER_POD.split('=')[0]}", "--ignore-not-found",
             "--wait=true", "--timeout=120s", "--grace-period=1")

@@ -158,11 +158,21 @@ def test_a_pod_cannot_reach_another_students_pod(cluster, students):
     # The same request to ann's own pod works: the catalog answers, so a block is the policy.
     assert _reach(students["ann"], ann_pod.status.pod_ip, 8080).startswith("reached")
     assert _reach(students["ann"], bob_pod.status.pod_ip, 8080).startswith("blocked")
-    # And bob's pod answers a pod of a namespace that is not a student's (the hub's).
-    hub_pod = cluster.kubectl("get", "pods", "-n", deploy.spec()["namespace"], "-o", "name").split()[0]
-    reached = cluster.kubectl("exec", "-n", deploy.spec()["namespace"], hub_pod, "--", "python3", "-c",
-                              f"import urllib.request; print(urllib.request.urlopen('http://{bob_pod.status.pod_ip}:8080/health/ready', timeout=4).status)")
-    assert reached.strip() == "200"
+    # Nor can ann's server reach bob's server (both run in the hub's namespace).
+    bob_server = cluster.core.list_namespaced_pod(deploy.spec()["namespace"], label_selector="msalab.dev/student=bob").items[0]
+    assert _reach(students["ann"], bob_server.status.pod_ip, 8888).startswith("blocked")
+    # And bob's pod does answer a pod of a namespace that is neither a student's nor the hub's.
+    control = "test-workshop-control"
+    cluster.fresh_namespace(control)
+    try:
+        cluster.kubectl("run", "probe", "-n", control, "--image=msalab/shop:0.3.0", "--restart=Never", "--command", "--",
+                        "sleep", "300")
+        cluster.kubectl("wait", "--for=condition=Ready", "pod/probe", "-n", control, "--timeout=90s")
+        reached = cluster.kubectl("exec", "-n", control, "probe", "--", "python", "-c",
+                                  f"import urllib.request; print(urllib.request.urlopen('http://{bob_pod.status.pod_ip}:8080/health/ready', timeout=4).status)")
+        assert reached.strip() == "200"
+    finally:
+        cluster.delete_namespace(control)
 
 
 def test_the_quota_stops_a_student_taking_the_cluster(cluster, students):
