@@ -320,14 +320,20 @@ class Cluster:
         return self.core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/name={app}").items
 
 
+def _node_host() -> str:
+    """This machine, where the course cluster's node maps its Ingress and Gateway ports; in a
+    workshop's server (a pod), the node's own address, where the same ports answer."""
+    return workshop_mode.node_address() or "127.0.0.1"
+
+
 def ingress_url() -> str:
     """Where the cluster's Ingress controller (Contour's Envoy) answers on this machine."""
-    return f"http://127.0.0.1:{paths.versions()['cluster']['ingress_host_port']}"
+    return f"http://{_node_host()}:{paths.versions()['cluster']['ingress_host_port']}"
 
 
 def gateway_url() -> str:
     """Where the cluster's Gateway API controller (Envoy Gateway's Envoy) answers on this machine."""
-    return f"http://127.0.0.1:{paths.versions()['cluster']['gateway_host_port']}"
+    return f"http://{_node_host()}:{paths.versions()['cluster']['gateway_host_port']}"
 
 
 def ingress_client(host: str) -> ShopClient:

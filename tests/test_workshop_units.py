@@ -82,7 +82,8 @@ def test_a_board_that_refuses_is_said_once_and_the_lab_goes_on(monkeypatch, caps
 
 @pytest.mark.parametrize("students, users, says", [
     (0, [], "must be 1 or more"), (-2, [], "must be 1 or more"), (0, ["Ann"], "not a student name"),
-    (0, ["instructor"], "not a student name"), (3, ["ann", "bob"], "but 2 names"),
+    (0, ["instructor"], "not a student name"), (3, ["ann", "bob"], "but 2 names"), (0, ["ab-"], "not a student name"),
+    (0, ["a--b"], "not a student name"),
 ])
 def test_bad_workshop_input_gets_the_fix(students, users, says):
     with pytest.raises(LabError, match=says) as err:
@@ -93,11 +94,12 @@ def test_bad_workshop_input_gets_the_fix(students, users, says):
 def test_quantities_and_quota_sizing():
     assert deploy._cpu_m("250m") == 250 and deploy._cpu_m("2") == 2000
     assert deploy._memory_mi("512Mi") == 512 and deploy._memory_mi("1Gi") == 1024 and deploy._memory_mi("1048576Ki") == 1024
-    need = deploy.per_student()
-    room = {"free": {"cpu_m": 1500, "memory_mi": 20000}, "per_student": need}
-    values = deploy.quota_values(room, 3)
-    assert deploy._cpu_m(values["quota_cpu_request"]) == min(500, 2 * need["cpu_m"])
-    assert deploy._memory_mi(values["quota_memory_request"]) <= deploy._memory_mi(values["quota_memory_limit"])
+    room = {"free": {"cpu_m": 1500, "memory_mi": 20000}, "per_student": deploy.per_student()}
+    values = deploy.quota_values(room, 3)  # 500m each, less the server's 50m, capped at twice one lab's 250m
+    assert deploy._cpu_m(values["quota_cpu_request"]) == 450
+    assert deploy._memory_mi(values["quota_memory_request"]) == 2 * 512  # plenty of memory: capped
+    tight = deploy.quota_values({"free": {"cpu_m": 400, "memory_mi": 1000}, "per_student": deploy.per_student()}, 2)
+    assert deploy._cpu_m(tight["quota_cpu_request"]) == 250  # never less than one lab's requests (versions.yaml lab_pods)
 
 
 def test_the_lab_image_has_the_course_pins_without_the_book_and_tests():
@@ -137,3 +139,23 @@ def test_the_lab_is_the_folder_nearest_the_notebook(monkeypatch):
     monkeypatch.delenv("MSALAB_LAB", raising=False)
     monkeypatch.setenv("JPY_SESSION_NAME", "/home/student/labs/part3/part3/01-pods.ipynb")
     assert report.current_lab() == "part3/01-pods"
+
+
+def test_the_hub_manifest_renders_and_grants_students_no_gateways_or_boundaries():
+    import yaml
+
+    from msalab.cluster import offline
+
+    text = offline.fill((paths.REPO / "cluster" / "workshop" / "hub.yaml").read_text(), {
+        "namespace": "msalab-workshop", "host": "localhost", "hub_image": "hub:1", "password": '"p"',
+        "admin_password": '"a"', "cli_token": "t", "storage_class_line": "", "env": "", "ingress_class_line": "",
+        "student_prefix": "ws-"})
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text) if d}
+    rules = docs[("ClusterRole", "msalab-workshop-student")]["rules"]
+    writable = {(group, resource) for rule in rules if "create" in rule["verbs"]
+                for group in rule["apiGroups"] for resource in rule["resources"]}
+    assert ("gateway.networking.k8s.io", "gateways") not in writable  # proxies outside the quota
+    assert not {r for g, r in writable if r in ("resourcequotas", "limitranges", "networkpolicies", "rolebindings", "roles")}
+    assert ("", "pods") in writable and ("gateway.networking.k8s.io", "httproutes") in writable
+    hub = docs[("ClusterRole", "msalab-workshop-hub")]["rules"]
+    assert [r for r in hub if r["resources"] == ["clusterroles"]][0]["verbs"] == ["bind"]  # binds, never holds

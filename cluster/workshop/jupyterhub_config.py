@@ -19,7 +19,8 @@ INSTRUCTOR = env["WORKSHOP_INSTRUCTOR"]
 PREFIX = env["WORKSHOP_STUDENT_PREFIX"]
 LISTED = {name for name in env.get("WORKSHOP_USERS", "").split(",") if name}
 # A student's name becomes a namespace (ws-NAME): a DNS label, so lower case, digits and dashes.
-NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+# No trailing dash and no "--": KubeSpawner would hash such a name into its pod's labels.
+NAME = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{0,18}[a-z0-9]$")
 
 
 def refuse(message):
@@ -35,8 +36,8 @@ class WorkshopAuthenticator(SharedPasswordAuthenticator):
     async def authenticate(self, handler, data):
         name = (data or {}).get("username", "").strip().lower()
         if name != INSTRUCTOR and not NAME.match(name):
-            refuse("Choose a name of 2 to 20 lower-case letters, digits or dashes, starting with a letter "
-                   "(it names your namespace).")
+            refuse("Choose a name of 2 to 20 lower-case letters, digits or single dashes, starting with a "
+                   "letter and not ending with a dash (it names your namespace).")
         if name != INSTRUCTOR and LISTED and name not in LISTED:
             refuse("This name is not on the class list: ask your instructor.")
         model = await super().authenticate(handler, {**data, "username": name})
@@ -102,6 +103,7 @@ c.KubeSpawner.http_timeout = 120
 c.KubeSpawner.environment = {
     "MSALAB_WORKSHOP_NAMESPACE": PREFIX + "{username}",  # msalab's workshop mode: labs deploy here
     "MSALAB_BOARD_URL": f"http://hub.{HUB_NAMESPACE}.svc.cluster.local:8000/services/board/",
+    "MSALAB_WORKSHOP_NODE_ADDRESS": env.get("WORKSHOP_NODE_ADDRESS", ""),  # the Ingress's and Gateway's ports
 }
 c.KubeSpawner.extra_pod_config = {"enableServiceLinks": False}
 c.KubeSpawner.container_security_context = {"allowPrivilegeEscalation": False, "runAsNonRoot": True,

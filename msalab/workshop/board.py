@@ -121,8 +121,9 @@ def class_page(data: dict, now: float) -> str:
 
 def own_page(rows: list[dict], now: float) -> str:
     esc = html.escape
-    return "<h2>Your checks</h2>" + _table(["lab", "step", "result", "when"], [
-        _row([esc(r["lab"]), esc(r["step"]), _mark(r["passed"]), _ago(now - r["at"])]) for r in reversed(rows)])
+    return "<h2>Your checks</h2>" + _table(["lab", "step", "result", "what to do", "when"], [
+        _row([esc(r["lab"]), esc(r["step"]), _mark(r["passed"]), esc(r["detail"]), _ago(now - r["at"])])
+        for r in reversed(rows)])
 
 
 class PageHandler(Base):

@@ -50,7 +50,7 @@ class Student:
                 return time.monotonic() - start
             time.sleep(1)
         raise LabError(f"{self.name}'s server was not ready after {timeout_s:.0f} s",
-                       f"python -m msalab kubectl -- describe pod -n ws-{self.name}")
+                       f"python -m msalab kubectl -- describe pod -n msalab-workshop -l msalab.dev/student={self.name}")
 
     def token(self) -> str:
         """An API token of this student's (the hub gives it the student's own rights)."""

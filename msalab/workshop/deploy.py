@@ -27,7 +27,7 @@ from . import images, netpol
 WORKSHOP = paths.REPO / "cluster" / "workshop"
 LABEL = "app.kubernetes.io/part-of=msalab-workshop"
 INSTRUCTOR = "instructor"
-NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")  # = jupyterhub_config.NAME: a student's name names a namespace
+NAME = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{0,18}[a-z0-9]$")  # = jupyterhub_config.NAME: it names a namespace
 HOST_VOLUME = Path("/var/lib/msalab-workshop/hub")  # the hub's volume on the course cluster's node
 HUB_UID = 10001
 SYSTEM_RESERVE = {"cpu_m": 100, "memory_mi": 256}  # room left for the cluster's own bursts
@@ -41,16 +41,13 @@ def spec() -> dict:
 # --- sizing ----------------------------------------------------------------------------------
 
 def _cpu_m(text: str) -> int:
-    return int(float(text[:-1])) if text.endswith("m") else int(float(text) * 1000)
+    from kubernetes.utils import parse_quantity
+    return int(parse_quantity(text) * 1000)
 
 
 def _memory_mi(text: str) -> int:
-    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 ** 2,  # Kubernetes quantities, in MiB
-             "k": 1e3 / 1024 ** 2, "M": 1e6 / 1024 ** 2, "G": 1e9 / 1024 ** 2}
-    for unit, factor in units.items():
-        if text.endswith(unit):
-            return int(float(text[:-len(unit)]) * factor)
-    return int(int(text) / 1024 ** 2)
+    from kubernetes.utils import parse_quantity
+    return int(parse_quantity(text) / 2 ** 20)
 
 
 def per_student() -> dict:
@@ -97,14 +94,16 @@ def check_capacity(cluster, students: int) -> dict:
 
 
 def quota_values(room: dict, students: int) -> dict:
-    """Each student's quota: an equal share of the free room, at least what they need and at
-    most what one student can use (a server and a lab at their limits)."""
-    server, lab, need = spec()["server"], spec()["lab_pods"], room["per_student"]
-    share = {k: room["free"][k] // students for k in need}
-    most_memory = _memory_mi(server["memory_limit"]) + _memory_mi(lab["memory_limit"])
+    """Each student's quota, for their labs' pods (their server runs in the hub's namespace): an
+    equal share of the free room less the server, at least one lab's requests and at most twice
+    them; limits up to one lab's limits."""
+    server, lab = spec()["server"], spec()["lab_pods"]
+    need = {"cpu_m": _cpu_m(lab["cpu_request"]), "memory_mi": _memory_mi(lab["memory_request"])}
+    serving = {"cpu_m": _cpu_m(server["cpu_request"]), "memory_mi": _memory_mi(server["memory_request"])}
+    share = {k: room["free"][k] // students - serving[k] for k in need}
     return {"quota_cpu_request": f"{min(max(share['cpu_m'], need['cpu_m']), 2 * need['cpu_m'])}m",
-            "quota_memory_request": f"{min(max(share['memory_mi'], need['memory_mi']), most_memory)}Mi",
-            "quota_memory_limit": f"{most_memory}Mi",
+            "quota_memory_request": f"{min(max(share['memory_mi'], need['memory_mi']), 2 * need['memory_mi'])}Mi",
+            "quota_memory_limit": f"{_memory_mi(lab['memory_limit'])}Mi",
             "quota_pods": "20"}
 
 
@@ -134,16 +133,18 @@ def _provider() -> str | None:
 
 def _node_shell(command: str) -> None:
     """A shell command on the course cluster's node: this machine (offline), or kind's node container."""
-    provider = _provider()
-    if provider == "offline":
-        subprocess.run(["sh", "-c", command], check=True)
-        return
     from ..cluster import kind, nerdctl
     node = f"{kind.spec()['cluster_name']}-control-plane"
-    if kind.setup().get("runtime") == "nerdctl":
-        nerdctl.nerdctl("exec", node, "sh", "-c", command)
-    else:
-        subprocess.run(["docker", "exec", node, "sh", "-c", command], check=True)
+    try:
+        if _provider() == "offline":
+            subprocess.run(["sh", "-c", command], check=True, capture_output=True, text=True)
+        elif kind.setup().get("runtime") == "nerdctl":
+            nerdctl.nerdctl("exec", node, "sh", "-c", command)
+        else:
+            subprocess.run(["docker", "exec", node, "sh", "-c", command], check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as err:
+        raise LabError(f"on the cluster's node, `{command}` failed: {(err.stderr or '').strip()[-300:]}",
+                       "python -m msalab cluster status") from err
 
 
 def _storage(cluster) -> tuple[str, str]:
@@ -187,6 +188,16 @@ def _ingress_class(cluster) -> str:
     return "ingressClassName: contour" if found.strip() else ""
 
 
+def _node_address(cluster) -> str:
+    """The first node's InternalIP: on the course cluster (one node) its Ingress and Gateway
+    ports answer pods there."""
+    for node in cluster.core.list_node().items:
+        for address in node.status.addresses or []:
+            if address.type == "InternalIP":
+                return address.address
+    return ""
+
+
 def _node_address_rules(cluster) -> str:
     """NetworkPolicy `from` entries for the nodes' own addresses: the API server's service proxy
     and the kubelet reach pods from them, and on the course cluster they are inside the pod
@@ -214,7 +225,8 @@ def _manifests(cluster, values: dict, passwords: dict, hub_image: str) -> str:
         "namespace": spec()["namespace"], "host": values["host"], "hub_image": hub_image,
         "password": json.dumps(passwords["password"]), "admin_password": json.dumps(passwords["admin_password"]),
         "cli_token": passwords["cli_token"],
-        "storage_class_line": storage_line, "env": _hub_env(values), "ingress_class_line": _ingress_class(cluster)})
+        "storage_class_line": storage_line, "env": _hub_env(values), "ingress_class_line": _ingress_class(cluster),
+        "student_prefix": spec()["student_namespace_prefix"]})
     config = cluster.kubectl("create", "configmap", "hub-config", "-n", spec()["namespace"], "--dry-run=client", "-o", "yaml",
                              f"--from-file={WORKSHOP / 'jupyterhub_config.py'}", f"--from-file={WORKSHOP / 'student.yaml'}")
     config = yaml.safe_load(config)
@@ -261,6 +273,7 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
               "instructor": INSTRUCTOR, "student_prefix": spec()["student_namespace_prefix"], "host": host or spec()["host"],
               "lab_image": lab_image, "pod_cidr": _pod_cidr(cluster), "idle_timeout_s": spec()["idle_timeout_s"],
               "hub_namespace": spec()["namespace"], "node_address_rules": _node_address_rules(cluster),
+              "node_address": _node_address(cluster),
               **{f"server_{k}": v for k, v in spec()["server"].items()}, **quota_values(room, students)}
     values["server_cpu_request"] = _cpu_m(values["server_cpu_request"]) / 1000
     values["server_cpu_limit"] = _cpu_m(values["server_cpu_limit"]) / 1000
@@ -277,9 +290,12 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
     return {"url": url, "students": students, **passwords, "host": values["host"]}
 
 
-def hub_url(host: str | None = None) -> str:
-    """The hub through the cluster's Ingress: on the course cluster, Contour's port on this machine."""
+def hub_url(host: str | None = None, cluster=None) -> str:
+    """The hub through the cluster's Ingress: on the course cluster, Contour's port on this
+    machine. The host is the running workshop's (`up --host`), else the default."""
     from ..k8s import ingress_url
+    if host is None and cluster is not None:
+        host = next((e["value"] for e in _hub_container(cluster)["env"] if e["name"] == "WORKSHOP_HOST"), None)
     host = host or spec()["host"]
     return ingress_url().replace("127.0.0.1", host) if host == "localhost" else f"http://{host}"
 
@@ -304,7 +320,7 @@ def passwords(cluster) -> dict:
 def hub_api(cluster, method: str, path: str, body: dict | None = None) -> dict | list | None:
     """The hub's REST API with the CLI's token (the msalab-cli service: admin of users and servers)."""
     token = passwords(cluster)["cli-token"]
-    request = urllib.request.Request(hub_url() + "/hub/api" + path, method=method,
+    request = urllib.request.Request(hub_url(cluster=cluster) + "/hub/api" + path, method=method,
                                      data=json.dumps(body).encode() if body is not None else None,
                                      headers={"Authorization": f"token {token}"})
     try:
@@ -314,6 +330,9 @@ def hub_api(cluster, method: str, path: str, body: dict | None = None) -> dict |
     except urllib.error.HTTPError as err:
         raise LabError(f"the hub answered {err.code} to {method} {path}: {err.read()[:300]!r}",
                        "python -m msalab workshop status") from err
+    except OSError as err:
+        raise LabError(f"the hub does not answer at {hub_url(cluster=cluster)} ({err})",
+                       "python -m msalab kubectl -- get pods -n msalab-workshop; the cluster's Ingress must be up") from err
 
 
 def status() -> dict:
@@ -330,7 +349,7 @@ def status() -> dict:
                             "pod": servers.get(u["name"], "-")}
                 for u in users if u["name"] != INSTRUCTOR}
     seats = next((e["value"] for e in _hub_container(cluster)["env"] if e["name"] == "WORKSHOP_STUDENTS"), "?")
-    return {"running": True, "url": hub_url(), "seats": int(seats), "students": students,
+    return {"running": True, "url": hub_url(cluster=cluster), "seats": int(seats), "students": students,
             "capacity": capacity(cluster)}
 
 
@@ -369,7 +388,8 @@ def down() -> list[str]:
     for namespace in namespaces:  # the students' and the hub's
         cluster.kubectl("delete", namespace, "--wait=true", "--timeout=180s", "--ignore-not-found")
         removed.append(namespace)
-    for kind in ("clusterrolebindings", "clusterroles", "persistentvolumes"):
+    for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies", "clusterrolebindings", "clusterroles",
+                 "persistentvolumes"):
         gone = cluster.kubectl("delete", kind, "-l", LABEL, "--ignore-not-found", "-o", "name", check=False).split()
         removed += gone
     if _provider() in ("offline", "kind"):

@@ -26,11 +26,16 @@ LAB_CUSTOM_KINDS = ("httproutes.gateway.networking.k8s.io", "virtualservices.net
                     "sidecars.networking.istio.io", "peerauthentications.security.istio.io",
                     "authorizationpolicies.security.istio.io", "requestauthentications.security.istio.io",
                     "telemetries.telemetry.istio.io")
-SERVER_POD = "component=singleuser-server"  # KubeSpawner's label on a student's server
 
 
 def namespace() -> str | None:
     return os.environ.get("MSALAB_WORKSHOP_NAMESPACE") or None
+
+
+def node_address() -> str | None:
+    """The node's address (the hub passes it), where the course cluster's Ingress and Gateway
+    ports answer pods as they answer 127.0.0.1 on the host."""
+    return os.environ.get("MSALAB_WORKSHOP_NODE_ADDRESS") or None if namespace() else None
 
 
 def kubeconfig() -> str:
@@ -70,7 +75,7 @@ def lab_objects(kubectl) -> list[str]:
     ns = namespace()
     found = kubectl("get", ",".join(_lab_kinds(kubectl)), "-n", ns, "-o", "name",
                     "--field-selector=metadata.name!=kube-root-ca.crt").split()
-    found += kubectl("get", "pods", "-n", ns, "-l", f"!{SERVER_POD.split('=')[0]}", "-o", "name").split()
+    found += kubectl("get", "pods", "-n", ns, "-o", "name").split()
     return found
 
 
@@ -80,5 +85,5 @@ def empty_namespace(kubectl) -> None:
     ns = namespace()
     kubectl("delete", ",".join(_lab_kinds(kubectl)), "-n", ns, "--field-selector=metadata.name!=kube-root-ca.crt",
             "--ignore-not-found", "--wait=true", "--timeout=120s")
-    kubectl("delete", "pods", "-n", ns, "-l", f"!{SERVER_POD.split('=')[0]}", "--ignore-not-found",
+    kubectl("delete", "pods", "--all", "-n", ns, "--ignore-not-found",
             "--wait=true", "--timeout=120s", "--grace-period=1")

@@ -125,6 +125,20 @@ try:
     print("real delete: allowed")
 except ApiException as err:
     print("real delete:", err.status)
+# In her own namespace: what would give her the node, the hub's login page or the node's traffic.
+privileged = {{"metadata": {{"name": "root"}}, "spec": {{"containers": [{{"name": "c", "image": "registry.k8s.io/pause:3.10.2",
+              "securityContext": {{"privileged": True}}}}]}}}}
+ingress = {{"metadata": {{"name": "steal"}}, "spec": {{"rules": [{{"host": "localhost", "http": {{"paths": [{{"path": "/hub/login",
+           "pathType": "Prefix", "backend": {{"service": {{"name": "x", "port": {{"number": 80}}}}}}}}]}}}}]}}}}
+external = {{"metadata": {{"name": "capture"}}, "spec": {{"ports": [{{"port": 80}}], "externalIPs": ["10.96.0.10"]}}}}
+for what, create in (("privileged pod", lambda: cluster.core.create_namespaced_pod("{PREFIX}ann", privileged)),
+                     ("hub-host ingress", lambda: cluster.networking.create_namespaced_ingress("{PREFIX}ann", ingress)),
+                     ("externalIPs service", lambda: cluster.core.create_namespaced_service("{PREFIX}ann", external))):
+    try:
+        create()
+        print(what, "allowed")
+    except ApiException as err:
+        print(what, "refused", err.status)
 """
     printed, error = students["ann"].run(code)
     assert error is None, error
@@ -134,6 +148,8 @@ except ApiException as err:
     assert f"can-i get pods {PREFIX}ann yes" in printed  # the same token acts in ann's own namespace
     assert f"can-i create networkpolicies {PREFIX}ann no" in printed  # and cannot lift her isolation
     assert "real request: 403" in printed and "real delete: 403" in printed
+    for what in ("privileged pod", "hub-host ingress", "externalIPs service"):
+        assert f"{what} refused" in printed, printed
 
 
 def _reach(student, ip: str, port: int) -> str:
