@@ -31,6 +31,7 @@ WATCHED = CREATED_FOLDERS + ("/var/lib/kubelet/device-plugins/kubelet.sock", "/r
                              # itself is not watched: Docker's shims make it too (its namespace is moby).
                              "/run/containerd/runc/k8s.io", "/run/containerd/runc/msalab",
                              "/var/lib/msalab-workshop")  # the workshop hub's volume (msalab.workshop.deploy)
+WORKSHOP_VOLUMES = Path("/var/lib/msalab-workshop")  # a workshop hub's volume on the offline node (msalab.workshop)
 CNI_RESULTS = Path("/var/lib/cni/results")
 CNI_NETWORKS = Path("/var/lib/cni/networks")  # host-local's addresses, a folder per network
 

@@ -10,7 +10,7 @@ import subprocess
 from .. import paths
 from ..errors import LabError
 from ..workshop import mode as workshop_mode
-from . import hostpaths, kind, netfilter, offline
+from . import hostpaths, kind, netfilter, offline, policyrules
 
 
 def _provider_record():
@@ -70,14 +70,13 @@ def down() -> list[str]:
     removed = offline.down()
     # The offline cluster's pods run in this host's network: a workshop's policy enforcer
     # killed with them leaves its rules, and a workshop's hub its volume (msalab.workshop).
-    from ..workshop import deploy, netpol
     try:
-        removed += [f"policy enforcer's {item}" for item in netpol.remove_leftovers()]
+        removed += [f"policy enforcer's {item}" for item in policyrules.remove_leftovers()]
     except LabError as err:
         print(f"[down] {err}", flush=True)
-    if deploy.HOST_VOLUME.parent.exists():
-        shutil.rmtree(deploy.HOST_VOLUME.parent)
-        removed.append(str(deploy.HOST_VOLUME.parent))
+    if hostpaths.WORKSHOP_VOLUMES.exists():
+        shutil.rmtree(hostpaths.WORKSHOP_VOLUMES)
+        removed.append(str(hostpaths.WORKSHOP_VOLUMES))
     removed += kind.down()
     _provider_record().unlink(missing_ok=True)
     return removed

@@ -16,11 +16,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import yaml
 
 from .. import paths
+from ..cluster import hostpaths
 from ..errors import LabError
 from . import images, netpol
 
@@ -28,7 +28,7 @@ WORKSHOP = paths.REPO / "cluster" / "workshop"
 LABEL = "app.kubernetes.io/part-of=msalab-workshop"
 INSTRUCTOR = "instructor"
 NAME = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{0,18}[a-z0-9]$")  # = jupyterhub_config.NAME: it names a namespace
-HOST_VOLUME = Path("/var/lib/msalab-workshop/hub")  # the hub's volume on the course cluster's node
+HOST_VOLUME = hostpaths.WORKSHOP_VOLUMES / "hub"  # the hub's volume on the course cluster's node
 HUB_UID = 10001
 SYSTEM_RESERVE = {"cpu_m": 100, "memory_mi": 256}  # room left for the cluster's own bursts
 HUB_NEEDS = {"cpu_m": 100 + 25, "memory_mi": 256 + 64}  # the hub pod + kube-network-policies
