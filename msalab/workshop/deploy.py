@@ -30,6 +30,7 @@ INSTRUCTOR = "instructor"
 NAME = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{0,18}[a-z0-9]$")  # = jupyterhub_config.NAME: it names a namespace
 HOST_VOLUME = hostpaths.WORKSHOP_VOLUMES / "hub"  # the hub's volume on the course cluster's node
 HUB_UID = 10001
+INERT_PROVISIONER = "kubernetes.io/host-path"
 SYSTEM_RESERVE = {"cpu_m": 100, "memory_mi": 256}  # room left for the cluster's own bursts
 HUB_NEEDS = {"cpu_m": 100 + 25, "memory_mi": 256 + 64}  # the hub pod + kube-network-policies
 
@@ -151,8 +152,11 @@ def _storage(cluster) -> tuple[str, str]:
     """(the claim's storageClassName line, a PersistentVolume to apply or ''): the cluster's
     default StorageClass where it has one; else a folder on the course cluster's node."""
     classes = cluster.kubectl("get", "storageclass", "-o", "json", check=False)
+    # kind's fallback class names the in-tree host-path provisioner, which the controller
+    # manager runs only with a test flag: a claim on it stays Pending forever.
     default = [c for c in (json.loads(classes)["items"] if classes.strip() else [])
-               if (c["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"]
+               if (c["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"
+               and c.get("provisioner") != INERT_PROVISIONER]
     if default:
         return "", ""
     if _provider() not in ("offline", "kind"):
