@@ -33,7 +33,7 @@ from pathlib import Path
 import docker
 import httpx
 
-from . import engine, images, paths, ports
+from . import componentprocs, engine, images, paths, ports
 from .errors import LabError
 
 # What versions.yaml pins, and the image to run: images.py finds or builds it; this module only runs it.
@@ -183,6 +183,8 @@ class Component:
         """Memory its processes use (MiB): the cgroup's usage minus inactive file cache (as docker
         stats counts) and minus its tmpfs data, which would be on disk in a real deployment
         (etcd alone preallocates 128 MiB of write-ahead log there)."""
+        if componentprocs.in_use():
+            return componentprocs.memory_bytes(self.container) / 2**20
         usage, stat = _memory(self.container)
         if "total_inactive_file" in stat:  # cgroup v1 (the engine's copy has no total_shmem: cache less file pages)
             inactive = stat["total_inactive_file"]
@@ -193,6 +195,8 @@ class Component:
 
     def cpu_seconds(self) -> float:
         """CPU time used since the container started (all its processes, user and system)."""
+        if componentprocs.in_use():
+            return componentprocs.cpu_seconds(self.container)
         cgroup = _cgroup_files(self.container)
         if cgroup is None:
             return _engine_stats(self.container)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
@@ -202,10 +206,14 @@ class Component:
 
     def logs(self, tail: int | None = None) -> str:
         """What the component wrote (stdout and stderr together)."""
+        if componentprocs.in_use():
+            return componentprocs.logs(self.container, tail)
         with engine.engine_errors(f"reading the logs of {self.container}", f"is it running? {STATUS_FIX}"):
             return _container(self.container).logs(tail=tail or "all").decode(errors="replace")
 
     def running(self) -> bool:
+        if componentprocs.in_use():
+            return componentprocs.running(self.container)
         state = _state(self.container)
         return bool(state and state["Running"])
 
@@ -308,14 +316,19 @@ def start(name: str, config_files: dict[str, str | Path] | None = None, args: li
     config_files: {file name: text or Path}, mounted read-only in /etc/msalab (they replace the
     defaults of the same name); args: the command's arguments instead of the defaults."""
     s = spec(name)
-    engine.require_docker()
+    processes = componentprocs.in_use()  # a workshop's server: no container engine there
+    if not processes:
+        engine.require_docker()
     stop(name)
     _check_ports(name)
-    image, _ = image_for(name)
+    image = str(componentprocs.binary(name)) if processes else image_for(name)[0]
     config = _config_dir(name, config_files)
-    with engine.engine_errors(f"docker run for {name}", f"{STOP_FIX}, then start again"):
-        _run(container_name(name), name, image, config,
-             [a.format(**s["ports"]) for a in ARGS[name]] if args is None else args)
+    args = [a.format(**s["ports"]) for a in ARGS[name]] if args is None else args
+    if processes:
+        componentprocs.run(container_name(name), name, config, args)
+    else:
+        with engine.engine_errors(f"docker run for {name}", f"{STOP_FIX}, then start again"):
+            _run(container_name(name), name, image, config, args)
     component = Component(name, image, container_name(name), dict(s["ports"]))
     try:
         _wait_ready(component, timeout)
@@ -358,6 +371,8 @@ def _wait_ready(component: Component, timeout: float) -> None:
 
 def stop(name: str) -> bool:
     """Remove the component's container (state is on a tmpfs: gone too); True if there was one."""
+    if componentprocs.in_use():
+        return componentprocs.remove(container_name(name))
     if not engine.docker_available():
         return False
     return engine.remove_container(container_name(name))
@@ -371,6 +386,8 @@ def _containers(all_states: bool = False) -> list[list[str]]:
 
 def stop_all() -> list[str]:
     """Remove every component container of the course (and any one-shot run left over)."""
+    if componentprocs.in_use():
+        return [process for process, _ in componentprocs.listed() if componentprocs.remove(process)]
     if not engine.docker_available():
         return []
     found = [c[0] for c in _containers(all_states=True)]
@@ -380,6 +397,9 @@ def stop_all() -> list[str]:
 
 
 def running() -> list[Component]:
+    if componentprocs.in_use():
+        return [Component(name, str(componentprocs.binary(name)), process, dict(spec(name)["ports"]))
+                for process, name in componentprocs.listed() if process == container_name(name)]
     if not engine.docker_available():
         return []
     return [Component(name, image, container, dict(spec(name)["ports"]))
@@ -397,6 +417,8 @@ def require(name: str) -> Component:
 
 def run_once(name: str, args: list[str], timeout: float = 300) -> str:
     """Run the component's command once to its end (fortio load ...) and return what it printed."""
+    if componentprocs.in_use():
+        return _run_once_as_process(name, args, timeout)
     engine.require_docker()
     image, _ = image_for(name)
     container = f"{container_name(name)}-run-{uuid.uuid4().hex[:8]}"
@@ -411,6 +433,15 @@ def run_once(name: str, args: list[str], timeout: float = 300) -> str:
         return run.logs(stderr=False).decode(errors="replace")
     finally:
         engine.remove_container(container)
+
+
+def _run_once_as_process(name: str, args: list[str], timeout: float) -> str:
+    process = f"{container_name(name)}-run-{uuid.uuid4().hex[:8]}"
+    exit_code, printed, errors = componentprocs.run_once(process, name, _config_dir(name, None, f"{name}-run"),
+                                                         args, timeout)
+    if exit_code != 0:
+        raise LabError(f"{name} {' '.join(args)} failed:\n{images._tail(errors)}", "check the arguments")
+    return printed
 
 
 def _wait(container, what: str, timeout: float) -> int:

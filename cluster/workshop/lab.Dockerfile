@@ -2,7 +2,8 @@
 # manifests) and kubectl, started by KubeSpawner as jupyterhub-singleuser. Built by
 # python -m msalab workshop up (msalab.workshop.images) from a context of: this Dockerfile,
 # requirements.txt (the course's, less the book and test tools), wheels/, course/ (the parts of
-# the repository the labs read), kubectl (the cluster's own build), start-lab.
+# the repository the labs read), kubectl (the cluster's own build), components/ (Part II's
+# binaries), start-lab.
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE} AS deps
 RUN python3 -m venv /opt/venv
@@ -22,6 +23,9 @@ RUN echo "student:x:1000:1000:student:/home/student:/bin/bash" >> /etc/passwd \
  && mkdir -p /home/student && chown 1000:1000 /home/student
 COPY --from=deps /opt/venv /opt/venv
 COPY kubectl /usr/local/bin/kubectl
+# Part II's components (etcd, Envoy, Loki, Jaeger, Prometheus, fortio), run as processes: a pod
+# has no container engine (msalab.componentprocs).
+COPY components/ /opt/msalab/components/
 COPY start-lab /usr/local/bin/start-lab
 COPY course/ /opt/course/
 RUN python3 -m compileall -q /opt/course/msalab /opt/course/lab-services

@@ -10,7 +10,7 @@ import subprocess
 from .. import paths
 from ..errors import LabError
 from ..workshop import mode as workshop_mode
-from . import hostpaths, kind, netfilter, offline, policyrules
+from . import external, hostpaths, kind, netfilter, offline, policyrules
 
 
 def _provider_record():
@@ -30,14 +30,24 @@ def choose_provider() -> tuple[str, str]:
 
 
 def current_provider() -> str | None:
-    """offline, kind, None (no cluster), or workshop: in a student's server (msalab.workshop.mode)."""
+    """offline, kind, None (no cluster), workshop: in a student's server (msalab.workshop.mode),
+    or external: a cluster of one's own, named by MSALAB_KUBECONFIG (msalab.cluster.external)."""
     if workshop_mode.namespace():
         return "workshop"
+    if external.in_use():
+        return "external"
     record = _provider_record()
     return record.read_text().strip() if record.exists() else None
 
 
+def _not_for_external(command: str) -> None:
+    if external.in_use():
+        raise LabError(f"{external.KUBECONFIG_VARIABLE} is set: msalab uses that cluster and never starts or stops it",
+                       f"unset {external.KUBECONFIG_VARIABLE}; then python -m msalab cluster {command}")
+
+
 def up(provider: str | None = None) -> str:
+    _not_for_external("up")
     if provider is None:
         provider, why = choose_provider()
         print(f"[cluster] provider: {provider} ({why})", flush=True)
@@ -62,11 +72,14 @@ def load_images(images: list[str]) -> None:
         offline.import_images(images, offline.containerd_bin() / "ctr")
     elif provider == "kind":
         kind.load_images(images)
+    elif provider == "external":
+        external.push_images(images)
     else:
         raise LabError("no course cluster is running", "make cluster   (python -m msalab cluster up)")
 
 
 def down() -> list[str]:
+    _not_for_external("down")
     removed = offline.down()
     # The offline cluster's pods run in this host's network: a workshop's policy enforcer
     # killed with them leaves its rules, and a workshop's hub its volume (msalab.workshop).
@@ -88,6 +101,8 @@ def kubeconfig() -> str:
         raise LabError("no course cluster is running", "make cluster   (python -m msalab cluster up)")
     if provider == "workshop":
         return workshop_mode.kubeconfig()
+    if provider == "external":
+        return external.kubeconfig()
     return str(kind.kubeconfig_path() if provider == "kind" else offline.kubeconfig_path())
 
 
@@ -100,8 +115,9 @@ def kubectl_command() -> list[str]:
     provider = current_provider()
     if provider == "workshop":
         return workshop_mode.kubectl_command()
-    if provider == "offline":
-        return [str(offline.kubernetes_bin() / "kubectl"), f"--kubeconfig={kubeconfig()}"]
+    built = offline.kubernetes_bin() / "kubectl"
+    if provider == "offline" or (provider == "external" and built.exists()):
+        return [str(built), f"--kubeconfig={kubeconfig()}"]
     if kind.kubectl_binary() is None:
         raise LabError("kubectl is not installed", kind.kubectl_install_hint())
     return [kind.kubectl_binary(), f"--kubeconfig={kubeconfig()}"]

@@ -82,11 +82,7 @@ class Student:
         """Every code cell of a lab (labs/NOTEBOOK, as in the course), in order, in one kernel
         of the student's server, as Run All would; (cells run, the first error or None, what
         the failing cell printed). The lab's exercises run with their solutions (MSALAB_SOLVE)."""
-        import nbformat
-
-        from .. import paths
-
-        cells = [c.source for c in nbformat.read(paths.REPO / "labs" / notebook, as_version=4).cells if c.cell_type == "code"]
+        cells = lab_cells(notebook)
         self.run("import os; os.environ['MSALAB_SOLVE'] = '1'; os.environ['MSALAB_NO_PROGRESS'] = '1'", notebook)
         for number, source in enumerate(cells, 1):
             printed, error = self.run(source, notebook, timeout_s)
@@ -98,6 +94,16 @@ class Student:
     def board(self, method: str, path: str = "api/reports", token: str | None = None, **kwargs) -> requests.Response:
         return requests.request(method, f"{self.hub}/services/board/{path}", timeout=30,
                                 headers={"Authorization": f"token {token or self.token()}"}, **kwargs)
+
+
+def lab_cells(notebook: str, count: int | None = None) -> list[str]:
+    """The code cells of a lab (labs/NOTEBOOK), exactly as learners run them; the first `count`."""
+    import nbformat
+
+    from .. import paths
+
+    cells = [c.source for c in nbformat.read(paths.REPO / "labs" / notebook, as_version=4).cells if c.cell_type == "code"]
+    return cells[:count]
 
 
 def _execute(socket, code: str, timeout_s: float) -> tuple[str, str | None]:

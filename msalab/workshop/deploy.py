@@ -10,6 +10,7 @@ app.kubernetes.io/part-of=msalab-workshop, which is how `down` finds it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -20,7 +21,7 @@ import urllib.request
 import yaml
 
 from .. import paths
-from ..cluster import hostpaths
+from ..cluster import external, hostpaths
 from ..errors import LabError
 from . import images, netpol
 
@@ -31,6 +32,7 @@ NAME = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{0,18}[a-z0-9]$")  # = jupyterhub_con
 HOST_VOLUME = hostpaths.WORKSHOP_VOLUMES / "hub"  # the hub's volume on the course cluster's node
 HUB_UID = 10001
 INERT_PROVISIONER = "kubernetes.io/host-path"
+POD_CIDR_VARIABLE = "MSALAB_POD_CIDR"
 SYSTEM_RESERVE = {"cpu_m": 100, "memory_mi": 256}  # room left for the cluster's own bursts
 HUB_NEEDS = {"cpu_m": 100 + 25, "memory_mi": 256 + 64}  # the hub pod + kube-network-policies
 
@@ -179,11 +181,23 @@ spec:
 
 
 def _pod_cidr(cluster) -> str:
-    cidrs = [n.spec.pod_cidr for n in cluster.core.list_node().items if n.spec.pod_cidr]
+    """The pod network: one range holding every node's pod range (the course's clusters:
+    10.244.0.0/16). Where the nodes do not say (some network plugins), MSALAB_POD_CIDR must."""
+    import ipaddress
+
+    if os.environ.get(POD_CIDR_VARIABLE):
+        return str(ipaddress.ip_network(os.environ[POD_CIDR_VARIABLE], strict=False))
+    cidrs = [ipaddress.ip_network(n.spec.pod_cidr) for n in cluster.core.list_node().items
+             if n.spec.pod_cidr and ":" not in n.spec.pod_cidr]
     if not cidrs:
+        if _provider() == "external":
+            raise LabError("the cluster's nodes do not say which addresses its pods get",
+                           f"export {POD_CIDR_VARIABLE}=<the pod network, e.g. 10.0.0.0/14>; then rerun the same command")
         return paths.versions()["cluster"]["kind"]["course_node"]["pod_subnet"]
-    # The node ranges of the course's clusters are inside 10.244.0.0/16 (both providers).
-    return "10.244.0.0/16" if all(c.startswith("10.244.") for c in cidrs) else cidrs[0]
+    network = cidrs[0].supernet(new_prefix=min(16, cidrs[0].prefixlen))
+    while not all(c.subnet_of(network) for c in cidrs):
+        network = network.supernet()
+    return str(network)
 
 
 def _ingress_class(cluster) -> str:
@@ -255,6 +269,9 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
     validate(students, users)
     students = students or len(users)
     cluster = Cluster()
+    if _provider() == "external" and host is None:  # localhost means the course cluster's Ingress port here
+        raise LabError("on a cluster of your own, the hub needs a host name that reaches its Ingress controller",
+                       "python -m msalab workshop up --students N --host workshop.example.com")
     if is_running(cluster):
         raise LabError(f"a workshop is already running on this cluster (namespace {spec()['namespace']})",
                        "python -m msalab workshop status; to start anew: python -m msalab workshop down")
@@ -262,10 +279,16 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
     room = check_capacity(cluster, students)
     print(f"      {room['max_students']} would fit: {room['free']['cpu_m']}m CPU and {room['free']['memory_mi']} MiB free, "
           f"{room['per_student']['cpu_m']}m and {room['per_student']['memory_mi']} MiB each", flush=True)
+    pod_cidr = _pod_cidr(cluster)  # before any push: a cluster that does not say stops here
     _step(2, "the images: hub and students' servers (built here, cached)")
     hub_image, lab_image = images.build_hub_image(), images.build_lab_image()
     if _provider() in ("offline", "kind"):
         manage.load_images([hub_image, lab_image])
+    elif _provider() == "external":  # its nodes pull from the registry, the students' shop too
+        from .. import images as course_images
+        print("      pushed: " + ", ".join(external.push_images([hub_image, lab_image, course_images.build_shop_image()])),
+              flush=True)
+        hub_image, lab_image = external.image_ref(hub_image), external.image_ref(lab_image)
     _step(3, "NetworkPolicy enforcement (msalab.workshop.netpol)")
     if _provider() in ("offline", "kind") and not netpol.is_installed(cluster):
         netpol.install(cluster)
@@ -275,9 +298,9 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
         raise LabError("the workshop password must have 8 characters or more", "python -m msalab workshop up --password ...")
     values = {"namespace": spec()["namespace"], "students": students, "users": ",".join(users),
               "instructor": INSTRUCTOR, "student_prefix": spec()["student_namespace_prefix"], "host": host or spec()["host"],
-              "lab_image": lab_image, "pod_cidr": _pod_cidr(cluster), "idle_timeout_s": spec()["idle_timeout_s"],
+              "lab_image": lab_image, "pod_cidr": pod_cidr, "idle_timeout_s": spec()["idle_timeout_s"],
               "hub_namespace": spec()["namespace"], "node_address_rules": _node_address_rules(cluster),
-              "node_address": _node_address(cluster),
+              "node_address": _node_address(cluster), "registry": external.registry(),
               **{f"server_{k}": v for k, v in spec()["server"].items()}, **quota_values(room, students)}
     values["server_cpu_request"] = _cpu_m(values["server_cpu_request"]) / 1000
     values["server_cpu_limit"] = _cpu_m(values["server_cpu_limit"]) / 1000
@@ -401,4 +424,7 @@ def down() -> list[str]:
         if netpol.is_installed(cluster):
             netpol.uninstall(cluster)
             removed.append("kube-network-policies")
+    elif _provider() == "external":  # the registry keeps the images; this machine drops their tags
+        from .. import images as course_images
+        external.forget_pushed_tags([images.hub_ref(), images.lab_ref(), course_images.shop_ref()])
     return removed

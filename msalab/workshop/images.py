@@ -2,7 +2,8 @@
 (debootstrap) for the base, wheels from PyPI, configurable-http-proxy from npm.
 
 - the hub (msalab/workshop-hub): JupyterHub, KubeSpawner, the idle culler, the proxy, the board;
-- a student's server (msalab/workshop-lab): JupyterLab, the course and kubectl.
+- a student's server (msalab/workshop-lab): JupyterLab, the course, kubectl and Part II's
+  components' binaries (the same ones the offline component images hold).
 
 Each is tagged with a hash of everything that goes into it, so a changed lab or pin gives a
 new tag (and `workshop up` loads that one), and an unchanged one is not rebuilt.
@@ -166,6 +167,9 @@ def build_lab_image() -> str:
     def fill(context: Path) -> None:
         shutil.copy(_kubectl(), context / "kubectl")
         shutil.copy(WORKSHOP / "start-lab", context / "start-lab")
+        (context / "components").mkdir()
+        for name in images.component_names():  # Part II's components, run as processes there (msalab.componentprocs)
+            shutil.copy(images.component_executable(name), context / "components" / name)
         for part in COURSE_PARTS:
             source, target = paths.REPO / part, context / "course" / part
             target.parent.mkdir(parents=True, exist_ok=True)

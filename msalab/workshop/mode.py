@@ -2,8 +2,9 @@
 
 The hub starts each server with MSALAB_WORKSHOP_NAMESPACE: the student's own namespace. There
 the labs' cluster is the workshop's, reached as the server's ServiceAccount, and every
-namespace a lab asks for is that one namespace (k8s.Cluster.fresh_namespace), so Part III and
-Part IV labs run unchanged, each starting from an emptied namespace.
+namespace a lab asks for is that one namespace (k8s.Cluster.fresh_namespace), so Part III's
+labs run unchanged, each starting from an emptied namespace. Parts I and II run inside the
+server itself: the shop as processes, Part II's components as processes too (msalab.componentprocs).
 """
 
 from __future__ import annotations

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import time
 
-import nbformat
 import pytest
 import requests
 
-from msalab import paths
 from msalab.errors import LabError
 from msalab.workshop import client, deploy
 
@@ -50,9 +48,7 @@ def students(workshop):
 
 def lab_code(cells: int = 4) -> str:
     """The first code cells of Lab III.1 (pods), exactly as learners run them."""
-    notebook = nbformat.read(paths.REPO / "labs" / LAB, as_version=4)
-    code = [cell.source for cell in notebook.cells if cell.cell_type == "code"][:cells]
-    return "\n".join(code)
+    return "\n".join(client.lab_cells(LAB, cells))
 
 
 def test_bad_input_is_refused_with_the_fix(cluster, workshop):
@@ -215,6 +211,16 @@ print(json.dumps(json.loads(cluster.kubectl("get", "replicasets", "-n", ns, "-o"
     running = cluster.core.list_namespaced_pod(f"{PREFIX}cho", label_selector="app=greedy").items
     assert 0 < len(running) < 40
     students["cho"].run("from msalab import k8s; k8s.Cluster().delete_namespace('greedy')")
+
+
+def test_part_two_runs_inside_a_students_server(students):
+    """A pod has no container engine: Part II's components run as processes in the server, as
+    the shop does (msalab.componentprocs). Lab II.1, every cell, as Run All."""
+    cells, error, printed = students["bob"].run_lab("part2/01-config-store.ipynb")
+    assert error is None, f"cell {cells}: {error}\n{printed[-1500:]}"
+    check = students["bob"].run("from msalab import components; print([c.name for c in components.running()])",
+                                "part2/01-config-store.ipynb")
+    assert check == ("[]\n", None), check  # the lab's cleanup stopped etcd
 
 
 def test_a_fourth_student_is_refused_when_the_room_is_full(workshop, students):
