@@ -16,6 +16,7 @@ of the process (read from /proc through psutil instead of the container's cgroup
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -49,9 +50,14 @@ def _home(process: str) -> Path:
     return paths.state_dir() / "component-processes" / process
 
 
+# /data as a whole path: not inside another word (/database), wherever it ends (a space, a
+# quote, a comma, the end of a line or of an argument).
+_DATA_PATH = re.compile(r"(?<![\w./-])/data(?=[/\s\"',;:)\]}]|$)", re.MULTILINE)
+
+
 def _in_folders(text: str, config: Path, data: Path) -> str:
-    return text.replace(CONTAINER_CONFIG, str(config)).replace(f"{CONTAINER_DATA}/", f"{data}/") \
-        .replace(f"{CONTAINER_DATA} ", f"{data} ")
+    """A config file or argument with the container's paths made the student's folders."""
+    return _DATA_PATH.sub(lambda _: str(data), text.replace(CONTAINER_CONFIG, str(config)))
 
 
 def run(process: str, name: str, config: Path, args: list[str]) -> None:
@@ -62,7 +68,7 @@ def run(process: str, name: str, config: Path, args: list[str]) -> None:
     data.mkdir(parents=True)
     for file in config.iterdir():  # the config's own paths to /data and /etc/msalab
         file.write_text(_in_folders(file.read_text(), config, data))
-    args = [_in_folders(arg, config, data) if arg != CONTAINER_DATA else str(data) for arg in args]
+    args = [_in_folders(arg, config, data) for arg in args]
     with open(home / "log", "wb") as log:
         started = subprocess.Popen([str(binary(name)), *args], stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, cwd=data, start_new_session=True)
@@ -129,8 +135,15 @@ def listed() -> list[tuple[str, str]]:
     root = _home("any").parent
     if not root.is_dir():
         return []
-    return [(home.name, (home / "name").read_text()) for home in sorted(root.iterdir())
-            if (home / "name").exists() and running(home.name)]
+    found = []
+    for home in sorted(root.iterdir()):
+        try:  # one being removed meanwhile is simply not listed
+            name = (home / "name").read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if running(home.name):
+            found.append((home.name, name))
+    return found
 
 
 def run_once(process: str, name: str, config: Path, args: list[str], timeout: float) -> tuple[int, str, str]:

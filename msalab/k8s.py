@@ -64,13 +64,19 @@ class Cluster:
 
     def apply(self, path: Path | str, namespace: str | None = None) -> str:
         where = ["-n", namespace] if namespace else []
-        if not external.registry():
+        if not _names_images_in_registry():
             return self.kubectl("apply", "-f", str(path), *where)
         # A cluster that pulls the course's images from a registry: the same manifests, in the
         # order kubectl reads a folder, naming the images there (msalab.cluster.external).
         path = Path(path)
         files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json")) if path.is_dir() else [path]
-        text = "\n---\n".join(external.rewrite_images(f.read_text()) for f in files)
+        return self.apply_text("\n---\n".join(f.read_text() for f in files), namespace)
+
+    def apply_text(self, text: str, namespace: str | None = None) -> str:
+        """kubectl apply of a manifest the lab filled in, its course images named where the cluster pulls them."""
+        where = ["-n", namespace] if namespace else []
+        if _names_images_in_registry():
+            text = external.rewrite_images(text)
         return self.kubectl("apply", "-f", "-", *where, input_text=text)
 
     # -- namespaces: every lab and test works in its own, removed at the end --------------
@@ -333,6 +339,13 @@ def _node_host() -> str:
     """This machine, where the course cluster's node maps its Ingress and Gateway ports; in a
     workshop's server (a pod), the node's own address, where the same ports answer."""
     return workshop_mode.node_address() or "127.0.0.1"
+
+
+def _names_images_in_registry() -> bool:
+    """The cluster pulls the course's images from MSALAB_REGISTRY: a cluster of one's own, or a
+    student's server on one. (A stray MSALAB_REGISTRY must not rename the images that the course
+    cluster is given directly.)"""
+    return bool((external.in_use() or workshop_mode.namespace()) and external.registry())
 
 
 def ingress_url() -> str:

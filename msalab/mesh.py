@@ -43,7 +43,7 @@ class Mesh:
         text = (MANIFESTS / manifest).read_text()
         for key, value in placeholders.items():
             text = text.replace(key, value)
-        return self.cluster.kubectl("apply", "-n", namespace, "-f", "-", input_text=text)
+        return self.cluster.apply_text(text, namespace)
 
     def delete(self, manifest: str, namespace: str) -> None:
         self.cluster.kubectl("delete", "-n", namespace, "--ignore-not-found", "-f", str(MANIFESTS / manifest))
@@ -327,7 +327,7 @@ def deploy_telemetry(cluster, namespace: str) -> None:
     manage.load_images(list(refs.values()))
     for name in TELEMETRY:
         text = (MANIFESTS / "telemetry" / f"{name}.yaml").read_text().replace(f"{name.upper()}_IMAGE", refs[name])
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input_text=text)
+        cluster.apply_text(text, namespace)
     for name in TELEMETRY:
         cluster.wait_rollout(namespace, name)
 

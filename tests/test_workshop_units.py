@@ -200,16 +200,73 @@ def test_a_bad_registry_or_kubeconfig_is_refused_with_the_fix(monkeypatch, tmp_p
 def test_the_pod_network_holds_every_nodes_range(monkeypatch):
     from types import SimpleNamespace
 
-    def cluster_with(*cidrs):
+    def cluster_with(*cidrs, pod_ips=("10.244.0.5",)):
         nodes = [SimpleNamespace(spec=SimpleNamespace(pod_cidr=c)) for c in cidrs]
-        return SimpleNamespace(core=SimpleNamespace(list_node=lambda: SimpleNamespace(items=nodes)))
+        pods = [SimpleNamespace(status=SimpleNamespace(pod_ip=ip), spec=SimpleNamespace(host_network=False),
+                                metadata=SimpleNamespace(namespace="kube-system", name=f"pod-{n}"))
+                for n, ip in enumerate(pod_ips)]
+        return SimpleNamespace(core=SimpleNamespace(list_node=lambda: SimpleNamespace(items=nodes),
+                                                    list_pod_for_all_namespaces=lambda: SimpleNamespace(items=pods)))
 
     monkeypatch.delenv(deploy.POD_CIDR_VARIABLE, raising=False)
     monkeypatch.setattr(deploy, "_provider", lambda: "external")
     assert deploy._pod_cidr(cluster_with("10.244.0.0/24")) == "10.244.0.0/16"
-    assert deploy._pod_cidr(cluster_with("10.100.3.0/24", "10.101.7.0/24")) == "10.100.0.0/15"
+    assert deploy._pod_cidr(cluster_with("10.100.3.0/24", "10.101.7.0/24", pod_ips=["10.101.7.9"])) == "10.100.0.0/15"
     with pytest.raises(LabError, match="do not say") as err:
         deploy._pod_cidr(cluster_with(None))
     assert deploy.POD_CIDR_VARIABLE in err.value.fix
-    monkeypatch.setenv(deploy.POD_CIDR_VARIABLE, "172.16.0.0/12")
-    assert deploy._pod_cidr(cluster_with(None)) == "172.16.0.0/12"
+    # Ranges far apart widen to every address, which a NetworkPolicy cannot tell from others.
+    with pytest.raises(LabError, match="every address"):
+        deploy._pod_cidr(cluster_with("10.4.0.0/24", "192.168.1.0/24", pod_ips=[]))
+    # The nodes' ranges are not the addresses pods get (a plugin with pools of its own): a pod
+    # outside the range stops up, naming it.
+    with pytest.raises(LabError, match="kube-system/pod-0 192.168.7.3") as err:
+        deploy._pod_cidr(cluster_with("10.244.0.0/24", pod_ips=["192.168.7.3"]))
+    assert deploy.POD_CIDR_VARIABLE in err.value.fix
+    monkeypatch.setenv(deploy.POD_CIDR_VARIABLE, "192.168.0.0/16")
+    assert deploy._pod_cidr(cluster_with("10.244.0.0/24", pod_ips=["192.168.7.3"])) == "192.168.0.0/16"
+    for bad in ("10.0.0.0/33", "fd00::/64", "banana"):
+        monkeypatch.setenv(deploy.POD_CIDR_VARIABLE, bad)
+        with pytest.raises(LabError) as err:
+            deploy._pod_cidr(cluster_with(None, pod_ips=[]))
+        assert deploy.POD_CIDR_VARIABLE in err.value.fix
+
+
+def test_the_hubs_volume_skips_a_default_class_nothing_provisions(monkeypatch):
+    """kind's fallback default StorageClass names the in-tree host-path provisioner, which no
+    controller runs: a claim on it would stay Pending. It is not taken for a usable default."""
+    import json
+    from types import SimpleNamespace
+
+    def cluster_with(*classes):
+        items = [{"metadata": {"name": name, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                  "provisioner": provisioner} for name, provisioner in classes]
+        return SimpleNamespace(kubectl=lambda *args, check=True: json.dumps({"items": items}))
+
+    monkeypatch.setattr(deploy, "_provider", lambda: "external")
+    assert deploy._storage(cluster_with(("fast", "ebs.csi.aws.com"))) == ("", "")
+    with pytest.raises(LabError, match="no default StorageClass") as err:
+        deploy._storage(cluster_with(("standard", deploy.INERT_PROVISIONER)))
+    assert "is-default-class" in err.value.fix
+    # On the course cluster the hub's volume is then a folder on the node, bound by name.
+    shell = []
+    monkeypatch.setattr(deploy, "_provider", lambda: "kind")
+    monkeypatch.setattr(deploy, "_node_shell", shell.append)
+    line, volume = deploy._storage(cluster_with(("standard", deploy.INERT_PROVISIONER)))
+    assert "volumeName: msalab-workshop-hub" in line and "hostPath" in volume
+    assert shell and str(deploy.HOST_VOLUME) in shell[0]
+
+
+def test_the_hubs_ingress_needs_a_class_that_serves_it():
+    import json
+    from types import SimpleNamespace
+
+    def cluster_with(*classes):
+        items = [{"metadata": {"name": name, "annotations": annotations}} for name, annotations in classes]
+        return SimpleNamespace(kubectl=lambda *args, check=True: json.dumps({"items": items}))
+
+    assert deploy._ingress_class(cluster_with(("contour", {}))) == "ingressClassName: contour"
+    default = {"ingressclass.kubernetes.io/is-default-class": "true"}
+    assert deploy._ingress_class(cluster_with(("nginx", default))) == ""
+    with pytest.raises(LabError, match="no default IngressClass"):
+        deploy._ingress_class(cluster_with(("nginx", {})))

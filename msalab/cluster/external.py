@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -62,26 +63,38 @@ def rewrite_images(manifest: str) -> str:
 
 
 def push_images(images: list[str]) -> list[str]:
-    """Tag each image for the registry and push it: the cluster's nodes pull them from there."""
+    """Tag each course image (msalab/...) for the registry and push it: the cluster's nodes pull
+    them from there. Other images (a lab's Prometheus, say) are the cluster's to pull from their
+    own registries: they are never pushed anywhere."""
     if not registry():
         raise LabError(f"the cluster in {KUBECONFIG_VARIABLE} cannot be given images directly: it pulls them from a registry",
                        f"export {REGISTRY_VARIABLE}=registry.example.com/course   (docker login to it first)")
+    docker = _docker_cli()
     pushed = []
-    for image in images:
+    for image in (image for image in images if image.startswith("msalab/")):
         target = image_ref(image)
-        for command in (["docker", "tag", image, target], ["docker", "push", "--quiet", target]):
+        for command in ([docker, "tag", image, target], [docker, "push", "--quiet", target]):
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
-                raise LabError(f"{' '.join(command[:2])} {target} failed: {result.stderr.strip()[-300:]}",
+                raise LabError(f"docker {command[1]} {target} failed: {result.stderr.strip()[-300:]}",
                                f"docker login {registry().split('/')[0]}; then rerun the same command")
         pushed.append(target)
     return pushed
 
 
+def _docker_cli() -> str:
+    """docker push sends the credentials of `docker login` (the engine's API would need them passed)."""
+    docker = shutil.which("docker")
+    if docker is None:
+        raise LabError("the docker command is not installed, and it pushes the course's images to the registry",
+                       "make docker (or install Docker's CLI), docker login to the registry, then rerun the same command")
+    return docker
+
+
 def forget_pushed_tags(images: list[str]) -> None:
     """The local registry tags push_images made (the images themselves stay)."""
     targets = [image_ref(image) for image in images if image_ref(image) != image]
-    if targets:
+    if targets and shutil.which("docker"):
         subprocess.run(["docker", "rmi", *targets], capture_output=True, text=True)
 
 

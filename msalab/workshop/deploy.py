@@ -163,7 +163,8 @@ def _storage(cluster) -> tuple[str, str]:
         return "", ""
     if _provider() not in ("offline", "kind"):
         raise LabError("this cluster has no default StorageClass for the hub's volume",
-                       "create one (or a PersistentVolume), then rerun python -m msalab workshop up")
+                       "create a default StorageClass (annotation storageclass.kubernetes.io/is-default-class: "
+                       "\"true\"), then rerun python -m msalab workshop up")
     # hostPath does not honour fsGroup: the folder is made for the hub's user here.
     _node_shell(f"mkdir -p {HOST_VOLUME} && chown {HUB_UID}:{HUB_UID} {HOST_VOLUME} && chmod 700 {HOST_VOLUME}")
     volume = f"""apiVersion: v1
@@ -181,29 +182,75 @@ spec:
 
 
 def _pod_cidr(cluster) -> str:
-    """The pod network: one range holding every node's pod range (the course's clusters:
-    10.244.0.0/16). Where the nodes do not say (some network plugins), MSALAB_POD_CIDR must."""
+    """The pod network: MSALAB_POD_CIDR where set, else one range holding every node's pod
+    range (the course's clusters: 10.244.0.0/16). The students' NetworkPolicy lets in every
+    address outside it, so a wrong range would let other students in: every running pod's
+    address is checked against it, and a range that misses one stops `up`."""
     import ipaddress
 
-    if os.environ.get(POD_CIDR_VARIABLE):
-        return str(ipaddress.ip_network(os.environ[POD_CIDR_VARIABLE], strict=False))
-    cidrs = [ipaddress.ip_network(n.spec.pod_cidr) for n in cluster.core.list_node().items
-             if n.spec.pod_cidr and ":" not in n.spec.pod_cidr]
-    if not cidrs:
-        if _provider() == "external":
-            raise LabError("the cluster's nodes do not say which addresses its pods get",
-                           f"export {POD_CIDR_VARIABLE}=<the pod network, e.g. 10.0.0.0/14>; then rerun the same command")
-        return paths.versions()["cluster"]["kind"]["course_node"]["pod_subnet"]
-    network = cidrs[0].supernet(new_prefix=min(16, cidrs[0].prefixlen))
-    while not all(c.subnet_of(network) for c in cidrs):
-        network = network.supernet()
+    fix = f"export {POD_CIDR_VARIABLE}=<the range your network plugin gives pods, e.g. 10.0.0.0/14>; then rerun the same command"
+    given = os.environ.get(POD_CIDR_VARIABLE, "").strip()
+    if given:
+        try:
+            network = ipaddress.ip_network(given, strict=False)
+        except ValueError as err:
+            raise LabError(f"{POD_CIDR_VARIABLE}={given!r} is not an address range ({err})", fix) from err
+    else:
+        cidrs = [ipaddress.ip_network(n.spec.pod_cidr) for n in cluster.core.list_node().items
+                 if n.spec.pod_cidr and ":" not in n.spec.pod_cidr]
+        if not cidrs and _provider() == "external":
+            raise LabError("the cluster's nodes do not say which addresses its pods get", fix)
+        network = ipaddress.ip_network(paths.versions()["cluster"]["kind"]["course_node"]["pod_subnet"])
+        if cidrs:
+            network = cidrs[0].supernet(new_prefix=min(16, cidrs[0].prefixlen))
+            while not all(c.subnet_of(network) for c in cidrs):
+                network = network.supernet()
+    if network.version != 4 or network.prefixlen == 0:
+        raise LabError(f"the pod network {network} cannot be told apart from other addresses by an IPv4 NetworkPolicy "
+                       "(IPv6, or every address)", fix)
+    outside = _pods_outside(cluster, network)
+    if outside:
+        raise LabError(f"pods have addresses outside the pod network {network} (for one, {', '.join(outside[:3])}): "
+                       "the students' NetworkPolicy would let them in", fix)
     return str(network)
 
 
+def _pods_outside(cluster, network) -> list[str]:
+    """'namespace/pod ip' of running pods (not on the host's network) whose address is outside network."""
+    import ipaddress
+
+    found = []
+    for pod in cluster.core.list_pod_for_all_namespaces().items:
+        ip = pod.status.pod_ip
+        if ip and ":" not in ip and not pod.spec.host_network and ipaddress.ip_address(ip) not in network:
+            found.append(f"{pod.metadata.namespace}/{pod.metadata.name} {ip}")
+    return found
+
+
 def _ingress_class(cluster) -> str:
-    """The course cluster's Contour, by name; elsewhere the cluster's default IngressClass."""
-    found = cluster.kubectl("get", "ingressclass", "contour", "--ignore-not-found", "-o", "name", check=False)
-    return "ingressClassName: contour" if found.strip() else ""
+    """The course cluster's Contour, by name; elsewhere the cluster's default IngressClass (an
+    Ingress without a class is served only by a default one)."""
+    found = cluster.kubectl("get", "ingressclass", "-o", "json", check=False)
+    classes = json.loads(found)["items"] if found.strip() else []
+    if any(c["metadata"]["name"] == "contour" for c in classes):
+        return "ingressClassName: contour"
+    if not any((c["metadata"].get("annotations") or {}).get("ingressclass.kubernetes.io/is-default-class") == "true"
+               for c in classes):
+        raise LabError("this cluster has no default IngressClass, so nothing would serve the hub's Ingress",
+                       "install an Ingress controller and mark its class the default (annotation "
+                       "ingressclass.kubernetes.io/is-default-class: \"true\"), then rerun the same command")
+    return ""
+
+
+def _check_architecture(cluster) -> None:
+    """The images are built for this machine's engine: nodes of another architecture could not run them."""
+    from .. import images as course_images
+
+    built = {"x86_64": "amd64", "aarch64": "arm64"}[course_images.engine_arch()]
+    other = sorted({n.status.node_info.architecture for n in cluster.core.list_node().items} - {built})
+    if other:
+        raise LabError(f"the cluster's nodes are {', '.join(other)}, and the course's images are built here for {built}",
+                       f"run python -m msalab workshop up on a {other[0]} machine (the images are built where it runs)")
 
 
 def _node_address(cluster) -> str:
@@ -236,14 +283,15 @@ def _hub_env(values: dict) -> str:
     return "\n".join(lines)
 
 
-def _manifests(cluster, values: dict, passwords: dict, hub_image: str) -> str:
+def _manifests(cluster, values: dict, passwords: dict, hub_image: str, storage: tuple[str, str],
+               ingress_class_line: str) -> str:
     from ..cluster import offline
-    storage_line, volume = _storage(cluster)
+    storage_line, volume = storage
     hub = offline.fill((WORKSHOP / "hub.yaml").read_text(), {
         "namespace": spec()["namespace"], "host": values["host"], "hub_image": hub_image,
         "password": json.dumps(passwords["password"]), "admin_password": json.dumps(passwords["admin_password"]),
         "cli_token": passwords["cli_token"],
-        "storage_class_line": storage_line, "env": _hub_env(values), "ingress_class_line": _ingress_class(cluster),
+        "storage_class_line": storage_line, "env": _hub_env(values), "ingress_class_line": ingress_class_line,
         "student_prefix": spec()["student_namespace_prefix"]})
     config = cluster.kubectl("create", "configmap", "hub-config", "-n", spec()["namespace"], "--dry-run=client", "-o", "yaml",
                              f"--from-file={WORKSHOP / 'jupyterhub_config.py'}", f"--from-file={WORKSHOP / 'student.yaml'}")
@@ -279,7 +327,12 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
     room = check_capacity(cluster, students)
     print(f"      {room['max_students']} would fit: {room['free']['cpu_m']}m CPU and {room['free']['memory_mi']} MiB free, "
           f"{room['per_student']['cpu_m']}m and {room['per_student']['memory_mi']} MiB each", flush=True)
-    pod_cidr = _pod_cidr(cluster)  # before any push: a cluster that does not say stops here
+    # What the cluster must offer, checked before any image is built or pushed.
+    pod_cidr = _pod_cidr(cluster)
+    print(f"      pod network {pod_cidr}: every running pod's address is inside it", flush=True)
+    _check_architecture(cluster)
+    storage = _storage(cluster)
+    ingress_class_line = _ingress_class(cluster)
     _step(2, "the images: hub and students' servers (built here, cached)")
     hub_image, lab_image = images.build_hub_image(), images.build_lab_image()
     if _provider() in ("offline", "kind"):
@@ -305,7 +358,7 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
     values["server_cpu_request"] = _cpu_m(values["server_cpu_request"]) / 1000
     values["server_cpu_limit"] = _cpu_m(values["server_cpu_limit"]) / 1000
     _step(4, f"the hub in namespace {spec()['namespace']}")
-    cluster.kubectl("apply", "-f", "-", input_text=_manifests(cluster, values, passwords, hub_image))
+    cluster.kubectl("apply", "-f", "-", input_text=_manifests(cluster, values, passwords, hub_image, storage, ingress_class_line))
     _step(5, "waiting for the hub to be ready")
     cluster.wait_rollout(spec()["namespace"], "hub", timeout_s=300)
     _step(6, "the hub answers through the Ingress")

@@ -39,12 +39,19 @@ VOLUME_DIR = paths.cache_dir() / "test-instructor-volume"
 def registry():
     """go-containerregistry's registry on a free port of 127.0.0.1; its address."""
     binary = external.stand_in_registry_binary()
-    server = subprocess.Popen([str(binary), "-port", "0"], stderr=subprocess.PIPE, text=True)
-    line = server.stderr.readline()  # "... serving on port N"
-    assert "serving on port" in line, line
+    # It logs every request: to a file, as a pipe nobody reads would fill and stop it.
+    log = paths.cache_dir() / "test-registry.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([str(binary), "-port", "0"], stderr=out, stdout=out)
+    deadline = time.monotonic() + 30
+    while "serving on port" not in log.read_text() and server.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    line = next((line for line in log.read_text().splitlines() if "serving on port" in line), "")
+    assert line, f"the registry did not start: {log.read_text()[-500:]}"
     yield f"127.0.0.1:{line.split()[-1]}"
     server.terminate()
     server.wait(timeout=10)
+    log.unlink()
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +138,7 @@ def test_a_workshop_runs_on_a_cluster_of_ones_own(cluster, instructor_cluster):
     removed = deploy.down()
     assert f"namespace/{PREFIX}{STUDENT}" in removed, removed
     assert cluster.kubectl("get", "namespaces,clusterroles,clusterrolebindings", "-l", deploy.LABEL, "-o", "name").strip() == ""
-    tags = subprocess.run(["docker", "images", "--format", "{{.Repository}}", f"{registry}/class/*/*"],
-                          capture_output=True, text=True).stdout.split()
-    assert tags == [], tags
+    listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}", f"{registry}/class/*/*"],
+                            capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == [], listed.stdout
