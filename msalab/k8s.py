@@ -90,15 +90,16 @@ class Cluster:
         return name
 
     def delete_namespace(self, name: str, timeout_s: float = 120) -> None:
-        if workshop_mode.namespace():  # the student's namespace stays; what the lab made goes
-            workshop_mode.empty_namespace(self.kubectl)
+        if workshop_mode.namespace():  # the student's namespaces stay; what the lab made goes
+            workshop_mode.empty_namespace(self.kubectl, workshop_mode.lab_namespace(name))
             return
         self.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", f"--timeout={int(timeout_s)}s")
 
     def namespace_exists(self, name: str) -> bool:
         from kubernetes.client.exceptions import ApiException
 
-        name = workshop_mode.namespace() or name  # in a workshop, every lab namespace is the student's
+        if workshop_mode.namespace():  # in a workshop, every lab namespace is one of the student's
+            name = workshop_mode.lab_namespace(name)
         try:
             self.core.read_namespace(name)
             return True
@@ -111,7 +112,7 @@ class Cluster:
         """What is left of a lab's namespace after delete_namespace: the namespace itself, or,
         in a workshop (where the namespace is the student's and stays), what the lab made in it."""
         if workshop_mode.namespace():
-            return workshop_mode.lab_objects(self.kubectl)
+            return workshop_mode.lab_objects(self.kubectl, workshop_mode.lab_namespace(name))
         return [name] if self.namespace_exists(name) else []
 
     # -- waiting -------------------------------------------------------------------------

@@ -131,8 +131,23 @@ def test_a_students_objects_render_as_the_hub_fills_them():
     assert docs[0]["metadata"]["labels"]["msalab.dev/student"] == "ann"
     assert docs[2]["subjects"][0]["namespace"] == "ws-ann" and docs[2]["roleRef"]["kind"] == "ClusterRole"
     sources = docs[6]["spec"]["ingress"][0]["from"]
-    assert sources[1]["podSelector"] == {"matchLabels": {"msalab.dev/student": "ann"}}  # ann's own server only
-    assert sources[3]["ipBlock"]["except"] == ["10.244.0.0/16"] and sources[4]["ipBlock"]["cidr"] == "10.244.0.1/32"
+    assert sources[1]["namespaceSelector"] == {"matchLabels": {"msalab.dev/student": "ann"}}  # ann's other namespace
+    assert sources[2]["podSelector"] == {"matchLabels": {"msalab.dev/student": "ann"}}  # ann's own server only
+    assert sources[4]["ipBlock"]["except"] == ["10.244.0.0/16"] and sources[5]["ipBlock"]["cidr"] == "10.244.0.1/32"
+
+    # Inside the mesh (Part IV): injection on, the pods' policy the workshop's own, the same isolation.
+    text = string.Template((paths.REPO / "cluster" / "workshop" / "student-mesh.yaml").read_text())
+    docs = list(yaml.safe_load_all(text.substitute(values, student="ann", namespace="ws-ann", mesh_namespace="ws-ann--mesh")))
+    assert [d["kind"] for d in docs] == ["Namespace", "RoleBinding", "RoleBinding", "ResourceQuota", "LimitRange",
+                                         "NetworkPolicy"]
+    assert [d["metadata"].get("namespace", "ws-ann--mesh") for d in docs] == ["ws-ann--mesh"] * 2 + ["istio-system"] + \
+        ["ws-ann--mesh"] * 3
+    assert docs[2]["roleRef"]["name"] == "msalab-workshop-mesh-reader"  # istio-system: read-only, the control plane
+    docs.pop(2)
+    labels = docs[0]["metadata"]["labels"]
+    assert labels["istio-injection"] == "enabled" and labels["msalab.dev/mesh"] == "true" and labels["msalab.dev/student"] == "ann"
+    assert docs[1]["subjects"][0] == {"kind": "ServiceAccount", "name": "student", "namespace": "ws-ann"}
+    assert docs[4]["spec"]["ingress"][0]["from"][1:3] == sources[1:3]
 
 
 def test_the_lab_is_the_folder_nearest_the_notebook(monkeypatch):
@@ -270,3 +285,28 @@ def test_the_hubs_ingress_needs_a_class_that_serves_it():
     assert deploy._ingress_class(cluster_with(("nginx", default))) == ""
     with pytest.raises(LabError, match="no default IngressClass"):
         deploy._ingress_class(cluster_with(("nginx", {})))
+
+
+def test_the_mesh_namespace_policy_is_baseline_with_istios_two_capabilities():
+    """msalab-workshop-mesh-pods (hub.yaml) stands in for Pod Security's baseline in a student's
+    namespace inside the mesh: bound to those namespaces only, allowing baseline's capabilities
+    and Istio's NET_ADMIN and NET_RAW, nothing more. (Tested against a real API server in
+    tests/cluster/test_workshop_mesh.py.)"""
+    import yaml
+
+    from msalab.cluster import offline
+
+    text = offline.fill((paths.REPO / "cluster" / "workshop" / "hub.yaml").read_text(), {
+        "namespace": "msalab-workshop", "host": "localhost", "hub_image": "hub:1", "password": '"p"',
+        "admin_password": '"a"', "cli_token": "t", "storage_class_line": "", "env": "", "ingress_class_line": "",
+        "student_prefix": "ws-"})
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text) if d}
+    policy = docs[("ValidatingAdmissionPolicy", "msalab-workshop-mesh-pods")]["spec"]
+    assert policy["matchConstraints"]["namespaceSelector"] == {"matchLabels": {"msalab.dev/mesh": "true"}}
+    assert policy["failurePolicy"] == "Fail"
+    capabilities = next(v["expression"] for v in policy["validations"] if "capabilities.add" in v["expression"])
+    allowed = set(capabilities.split("cap in", 1)[1].replace("[", " ").replace("]", " ").replace("'", " ")
+                  .replace(",", " ").replace(")", " ").split())
+    assert {"NET_ADMIN", "NET_RAW"} <= allowed and not {"SYS_ADMIN", "SYS_PTRACE", "SYS_MODULE", "BPF"} & allowed
+    binding = docs[("ValidatingAdmissionPolicyBinding", "msalab-workshop-mesh-pods")]["spec"]
+    assert binding == {"policyName": "msalab-workshop-mesh-pods", "validationActions": ["Deny"]}

@@ -106,11 +106,17 @@ c.KubeSpawner.environment = {
     "MSALAB_WORKSHOP_NODE_ADDRESS": env.get("WORKSHOP_NODE_ADDRESS", ""),  # the Ingress's and Gateway's ports
     "MSALAB_REGISTRY": env.get("WORKSHOP_REGISTRY", ""),  # a cluster of the instructor's: labs name images there
 }
+# Part IV: where the mesh was installed before `workshop up`, each student also has a namespace
+# inside it (student-mesh.yaml), where the labs' meshed namespaces go.
+MESH_SUFFIX = env.get("WORKSHOP_MESH_SUFFIX", "")
+if MESH_SUFFIX:
+    c.KubeSpawner.environment["MSALAB_WORKSHOP_MESH_NAMESPACE"] = PREFIX + "{username}" + MESH_SUFFIX
 c.KubeSpawner.extra_pod_config = {"enableServiceLinks": False}
 c.KubeSpawner.container_security_context = {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
                                             "capabilities": {"drop": ["ALL"]}}
 
 STUDENT_OBJECTS = string.Template(open("/etc/jupyterhub/student.yaml").read())
+MESH_OBJECTS = string.Template(open("/etc/jupyterhub/student-mesh.yaml").read())
 CREATE = {  # kind -> (API class, create method, namespaced)
     "Namespace": (k8s.CoreV1Api, "create_namespace", False),
     "ServiceAccount": (k8s.CoreV1Api, "create_namespaced_service_account", True),
@@ -126,18 +132,23 @@ CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"  # the hub's own mou
 
 async def create_student_objects(spawner):
     """Before a student's server starts: their namespace and its account, role binding, quota,
-    limits and network policy (cluster/workshop/student.yaml; existing objects are kept), then a
+    limits and network policy (cluster/workshop/student.yaml; existing objects are kept), their
+    namespace inside the mesh where there is one (student-mesh.yaml), then a
     fresh token of that account for the server (Secret student-token-NAME in the hub's namespace)."""
     name = spawner.user.name
     namespace = PREFIX + name
     values = {key[len("WORKSHOP_"):].lower(): value for key, value in env.items() if key.startswith("WORKSHOP_")}
     text = STUDENT_OBJECTS.substitute(values, student=name, namespace=namespace)
+    if MESH_SUFFIX:
+        text += "\n---\n" + MESH_OBJECTS.substitute(values, student=name, namespace=namespace,
+                                                   mesh_namespace=namespace + MESH_SUFFIX)
     api_client = spawner.api.api_client
     for doc in yaml.safe_load_all(text):
         api_class, method, namespaced = CREATE[doc["kind"]]
         api = api_class(api_client)
+        target = doc["metadata"].get("namespace", namespace)  # the mesh's objects name their namespace
         try:
-            await (getattr(api, method)(namespace, doc) if namespaced else getattr(api, method)(doc))
+            await (getattr(api, method)(target, doc) if namespaced else getattr(api, method)(doc))
         except ApiException as err:
             if err.status != 409:  # already there: a student's second server
                 raise

@@ -2,7 +2,7 @@
 # manifests) and kubectl, started by KubeSpawner as jupyterhub-singleuser. Built by
 # python -m msalab workshop up (msalab.workshop.images) from a context of: this Dockerfile,
 # requirements.txt (the course's, less the book and test tools), wheels/, course/ (the parts of
-# the repository the labs read), kubectl (the cluster's own build), components/ (Part II's
+# the repository the labs read), kubectl (the cluster's own build), istioctl, components/ (Part II's
 # binaries), start-lab.
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE} AS deps
@@ -23,6 +23,8 @@ RUN echo "student:x:1000:1000:student:/home/student:/bin/bash" >> /etc/passwd \
  && mkdir -p /home/student && chown 1000:1000 /home/student
 COPY --from=deps /opt/venv /opt/venv
 COPY kubectl /usr/local/bin/kubectl
+# Part IV's istioctl (msalab.cluster.mesh asks istiod as the student's mesh namespace).
+COPY istioctl /usr/local/bin/istioctl
 # Part II's components (etcd, Envoy, Loki, Jaeger, Prometheus, fortio), run as processes: a pod
 # has no container engine (msalab.componentprocs).
 COPY components/ /opt/msalab/components/

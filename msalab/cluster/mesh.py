@@ -14,6 +14,7 @@ no ambient mode) is said in the book where it matters.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -116,11 +117,15 @@ COURSE_SETTINGS = ["profile=minimal", "meshConfig.accessLogFile=/dev/stdout",
                    "values.global.proxy.resources.requests.cpu=10m",
                    "values.global.proxy.resources.requests.memory=40Mi"]
 INJECTOR_WEBHOOK = "istio-sidecar-injector"
+SYSTEM_NAMESPACE = "istio-system"
 
 
 def install() -> str:
     """Install Istio on the course cluster (idempotent: istioctl reconciles what is there)."""
     provider = _provider()
+    if provider == "workshop":
+        raise LabError("a student's server cannot install the mesh: the instructor installs it once, for the class",
+                       "ask the instructor: python -m msalab mesh install, before python -m msalab workshop up")
     if built_here(provider):
         _built_images(provider)
     run_istioctl(*install_command(provider), timeout_s=600)
@@ -182,8 +187,15 @@ def _provider() -> str:
 
 
 def istioctl(provider: str | None = None) -> Path:
-    """istioctl of the installed mesh: built here, or the release's (kind on its published image)."""
-    if built_here(provider or _provider()):
+    """istioctl of the installed mesh: built here, or the release's (kind on its published image);
+    in a workshop student's server, the one in its image (msalab.workshop.images)."""
+    provider = provider or _provider()
+    if provider == "workshop":
+        found = shutil.which("istioctl")
+        if found is None:
+            raise LabError("istioctl is not in this server's image", "ask the instructor: python -m msalab workshop up rebuilds it")
+        return Path(found)
+    if built_here(provider):
         return build_binaries()["istio"] / "istioctl"
     return _release_istioctl()
 
@@ -221,12 +233,25 @@ def _release_istioctl() -> Path:
 def run_istioctl(*args: str, check: bool = True, timeout_s: float = 120) -> subprocess.CompletedProcess:
     from . import manage
 
-    command = [str(istioctl()), f"--kubeconfig={manage.kubeconfig()}", *args]
+    command = [str(istioctl()), f"--kubeconfig={manage.kubeconfig()}", *args, *_workshop_xds(args)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     if check and result.returncode != 0:
         raise LabError(f"istioctl {' '.join(args[:2])} failed: {(result.stderr or result.stdout).strip()[-400:]}",
                        "python -m msalab mesh status (it says what is not ready and how to fix it)")
     return result
+
+
+def _workshop_xds(args: tuple[str, ...]) -> list[str]:
+    """In a workshop student's server, istioctl proxy-status asks istiod directly (its XDS port)
+    as the student's mesh namespace: istiod then answers about that namespace's proxies only
+    (its debug endpoints' namespace authorization), and the student needs no right in
+    istio-system. (By default istioctl reaches istiod through a port-forward as istio-system's
+    own account, which would show every student's proxies.)"""
+    from ..workshop import mode
+
+    if not (args and args[0] == "proxy-status" and mode.mesh_namespace()):
+        return []
+    return [f"--xds-address=istiod.{SYSTEM_NAMESPACE}.svc:15012", f"--istioNamespace={mode.mesh_namespace()}"]
 
 
 def _kubectl(*args: str, check: bool = True) -> str:
@@ -273,7 +298,13 @@ def leftovers() -> list[str]:
 
 
 def installed() -> bool:
-    return bool(_kubectl("get", "deployment", "istiod", "-n", "istio-system", "--ignore-not-found", "-o", "name").strip())
+    """istiod's Deployment exists; in a workshop student's server (which cannot read istio-system),
+    the workshop gave the student a namespace inside the mesh."""
+    from ..workshop import mode
+
+    if mode.namespace():
+        return mode.mesh_namespace() is not None
+    return bool(_kubectl("get", "deployment", "istiod", "-n", SYSTEM_NAMESPACE, "--ignore-not-found", "-o", "name").strip())
 
 
 # -- status: what `mesh status` and `doctor` report, each with the command that fixes it -------
@@ -281,6 +312,9 @@ def status() -> list[tuple[bool, str, str]]:
     """(ok, what, fix) for istiod, the injection webhook, the proxies and injected namespaces."""
     _provider()
     if not installed():
+        if _provider() == "workshop":
+            return [(False, "this workshop gives you no namespace inside the mesh (Istio was not installed when it "
+                            "started)", "ask the instructor (the instructors' guide: Part IV)")]
         return [(False, "Istio is not installed on the course cluster", "python -m msalab mesh install")]
     return [_istiod_ready(), _injector_ready(), *_proxies_synced(), *_pods_missing_sidecars()]
 
@@ -291,13 +325,35 @@ def control_plane_ready() -> bool:
 
 
 def _istiod_ready() -> tuple[bool, str, str]:
+    if _provider() == "workshop":  # the student cannot read istio-system: istiod answering is the test
+        try:
+            proxy_sync()
+            return True, "istiod: answers (proxy-status through its XDS port)", ""
+        except LabError as err:
+            return False, f"istiod: does not answer ({err.problem[:200]})", "ask the instructor: python -m msalab mesh status"
     ready = _kubectl("get", "deployment", "istiod", "-n", "istio-system", "-o", "jsonpath={.status.readyReplicas}")
     return (bool(ready.strip()) and int(ready) > 0, f"istiod: {ready.strip() or 0} pod(s) ready",
             "python -m msalab kubectl -- logs -n istio-system deployment/istiod; then python -m msalab mesh install")
 
 
 def _injector_ready() -> tuple[bool, str, str]:
-    """The webhook exists and istiod has written its CA into it (else the API server cannot call it)."""
+    """The webhook exists and istiod has written its CA into it (else the API server cannot call it).
+    In a workshop student's server (which cannot read webhooks): a pod created in the student's
+    mesh namespace as a server-side dry run, which runs the webhooks and stores nothing, comes
+    back with a sidecar."""
+    if _provider() == "workshop":
+        from ..workshop import mode
+        from . import manage
+
+        probe = ('{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "injection-probe"}, '
+                 '"spec": {"containers": [{"name": "probe", "image": "msalab/shop:0.3.0"}]}}')
+        result = subprocess.run([*manage.kubectl_command(), "create", "--dry-run=server", "-n", mode.mesh_namespace(), "-f", "-",
+                                 "-o", "jsonpath={.spec.initContainers[*].name} {.spec.containers[*].name}"],
+                                input=probe, capture_output=True, text=True)
+        injected = result.returncode == 0 and "istio-proxy" in result.stdout.split()
+        return (injected, f"injection in {mode.mesh_namespace()}: " + ("a new pod gets its sidecar" if injected else
+                f"a new pod gets no sidecar ({(result.stderr or result.stdout).strip()[-200:]})"),
+                "ask the instructor: python -m msalab mesh status")
     bundle = _kubectl("get", "mutatingwebhookconfiguration", INJECTOR_WEBHOOK, "--ignore-not-found",
                       "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}")
     return (bool(bundle.strip()), f"injection webhook {INJECTOR_WEBHOOK}: " + ("ready" if bundle.strip() else "missing or without its CA"),
@@ -335,7 +391,12 @@ def _proxies_synced() -> list[tuple[bool, str, str]]:
 def _pods_missing_sidecars() -> list[tuple[bool, str, str]]:
     """Pods in namespaces labelled for injection that have no proxy: created before the label
     (injection happens only when a pod is created)."""
-    namespaces = _kubectl("get", "namespaces", "-l", "istio-injection=enabled", "-o", "name").split()
+    from ..workshop import mode
+
+    if mode.namespace():  # a student sees only their own namespace inside the mesh
+        namespaces = [f"namespace/{mode.mesh_namespace()}"]
+    else:
+        namespaces = _kubectl("get", "namespaces", "-l", "istio-injection=enabled", "-o", "name").split()
     findings = []
     for namespace in (name.split("/", 1)[1] for name in namespaces):
         pods = _kubectl("get", "pods", "-n", namespace, "-o",

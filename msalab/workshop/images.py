@@ -2,7 +2,7 @@
 (debootstrap) for the base, wheels from PyPI, configurable-http-proxy from npm.
 
 - the hub (msalab/workshop-hub): JupyterHub, KubeSpawner, the idle culler, the proxy, the board;
-- a student's server (msalab/workshop-lab): JupyterLab, the course, kubectl and Part II's
+- a student's server (msalab/workshop-lab): JupyterLab, the course, kubectl, istioctl and Part II's
   components' binaries (the same ones the offline component images hold).
 
 Each is tagged with a hash of everything that goes into it, so a changed lab or pin gives a
@@ -87,6 +87,16 @@ def _kubectl() -> Path:
     return offline.kubernetes_bin() / "kubectl"
 
 
+def _istioctl() -> Path:
+    """Part IV's istioctl, of the mesh's version: the one the course cluster's mesh is installed
+    with; for a cluster of one's own, the build from the Go module proxy (the same release)."""
+    from ..cluster import manage, mesh
+
+    if manage.current_provider() == "external":
+        return mesh.build_binaries()["istio"] / "istioctl"
+    return mesh.istioctl()
+
+
 def _digest(*parts: bytes | Path) -> str:
     """A hash of bytes and of files or whole folders (names and contents), for image tags."""
     sha = hashlib.sha256()
@@ -166,6 +176,7 @@ def build_lab_image() -> str:
 
     def fill(context: Path) -> None:
         shutil.copy(_kubectl(), context / "kubectl")
+        shutil.copy(_istioctl(), context / "istioctl")
         shutil.copy(WORKSHOP / "start-lab", context / "start-lab")
         (context / "components").mkdir()
         for name in images.component_names():  # Part II's components, run as processes there (msalab.componentprocs)

@@ -3,8 +3,11 @@
 The hub starts each server with MSALAB_WORKSHOP_NAMESPACE: the student's own namespace. There
 the labs' cluster is the workshop's, reached as the server's ServiceAccount, and every
 namespace a lab asks for is that one namespace (k8s.Cluster.fresh_namespace), so Part III's
-labs run unchanged, each starting from an emptied namespace. Parts I and II run inside the
-server itself: the shop as processes, Part II's components as processes too (msalab.componentprocs).
+labs run unchanged, each starting from an emptied namespace. Where the mesh was installed
+before `workshop up`, the student also has a namespace inside it (MSALAB_WORKSHOP_MESH_NAMESPACE):
+every namespace a Part IV lab puts in the mesh (msalab.mesh.Mesh.meshed_namespace) is that one.
+Parts I and II run inside the server itself: the shop as processes, Part II's components as
+processes too (msalab.componentprocs).
 """
 
 from __future__ import annotations
@@ -29,8 +32,22 @@ LAB_CUSTOM_KINDS = ("httproutes.gateway.networking.k8s.io", "virtualservices.net
                     "telemetries.telemetry.istio.io")
 
 
+ISTIO_CONFIGMAPS = "configmap/istio-ca-"  # istio-ca-root-cert, istio-ca-crl
+
+
 def namespace() -> str | None:
     return os.environ.get("MSALAB_WORKSHOP_NAMESPACE") or None
+
+
+def mesh_namespace() -> str | None:
+    """The student's namespace inside the mesh (labelled for injection), where the workshop has one."""
+    return os.environ.get("MSALAB_WORKSHOP_MESH_NAMESPACE") or None if namespace() else None
+
+
+def lab_namespace(name: str) -> str:
+    """Which of the student's namespaces a lab's namespace is: the mesh's where it is that one
+    (Mesh.meshed_namespace returned it), else the student's own."""
+    return name if name == mesh_namespace() else namespace()
 
 
 def node_address() -> str | None:
@@ -71,20 +88,24 @@ def _lab_kinds(kubectl) -> list[str]:
     return [*LAB_KINDS, *(kind for kind in LAB_CUSTOM_KINDS if kind in available)]
 
 
-def lab_objects(kubectl) -> list[str]:
-    """What labs made in the student's namespace and is still there (not the server's pod)."""
-    ns = namespace()
+def lab_objects(kubectl, ns: str | None = None) -> list[str]:
+    """What labs made in one of the student's namespaces (their own by default) and is still there."""
+    ns = ns or namespace()
     found = kubectl("get", ",".join(_lab_kinds(kubectl)), "-n", ns, "-o", "name",
                     "--field-selector=metadata.name!=kube-root-ca.crt").split()
     found += kubectl("get", "pods", "-n", ns, "-o", "name").split()
-    return found
+    # Istio writes its root certificate (and its revocation list) into every namespace: the
+    # mesh's, not a lab's.
+    return [name for name in found if not name.startswith(ISTIO_CONFIGMAPS)]
 
 
-def empty_namespace(kubectl) -> None:
-    """Remove what earlier labs created in the student's namespace, keeping the server itself.
+def empty_namespace(kubectl, ns: str | None = None) -> None:
+    """Remove what earlier labs created in one of the student's namespaces (their own by
+    default), keeping the server itself (in the hub's namespace) and the mesh's root certificate.
     kubectl: the Cluster's kubectl method."""
-    ns = namespace()
-    kubectl("delete", ",".join(_lab_kinds(kubectl)), "-n", ns, "--field-selector=metadata.name!=kube-root-ca.crt",
+    ns = ns or namespace()
+    kubectl("delete", ",".join(_lab_kinds(kubectl)), "-n", ns,
+            "--field-selector=metadata.name!=kube-root-ca.crt,metadata.name!=istio-ca-root-cert",
             "--ignore-not-found", "--wait=true", "--timeout=120s")
     kubectl("delete", "pods", "--all", "-n", ns, "--ignore-not-found",
             "--wait=true", "--timeout=120s", "--grace-period=1")

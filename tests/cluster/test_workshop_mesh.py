@@ -1,0 +1,129 @@
+"""Part IV in a classroom: with the mesh installed before `workshop up`, each student has a
+second namespace inside the mesh (ws-NAME--mesh). A student runs Lab IV.1 end to end in their
+server; istiod tells them about their own proxies only; the mesh namespace admits Istio's init
+container but holds every pod to Pod Security's baseline otherwise (a real API server's answers).
+
+Runs after tests/cluster/test_mesh.py and Part IV's labs in `make test` (the mesh is built by
+then); it installs the mesh if it is not there, and uninstalls it if it did."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from msalab.cluster import mesh as istio
+from msalab.workshop import client, deploy
+
+pytestmark = pytest.mark.cluster
+
+PASSWORD = "room-42-password"
+STUDENT = "eve"
+PREFIX = deploy.spec()["student_namespace_prefix"]
+OWN, MESHED = f"{PREFIX}{STUDENT}", f"{PREFIX}{STUDENT}{deploy.MESH_SUFFIX}"
+OTHER = "test-workshop-other-mesh"  # meshed, and not the student's: istiod must not tell them about it
+
+
+@pytest.fixture(scope="module")
+def mesh_installed(cluster):
+    installed_here = not istio.installed()
+    if installed_here:
+        istio.install()
+    yield
+    if installed_here:
+        assert istio.uninstall() == []
+
+
+@pytest.fixture(scope="module")
+def student(cluster, mesh_installed):
+    if deploy.is_running(cluster):  # a run that was interrupted
+        deploy.down()
+    info = deploy.up(students=1, password=PASSWORD)
+    try:
+        eve = client.Student(info["url"], STUDENT, PASSWORD)
+        eve.log_in()
+        eve.start_server()
+        yield eve
+    finally:
+        deploy.down()
+        cluster.kubectl("delete", "namespace", OTHER, "--ignore-not-found", "--wait=true")
+    left = cluster.kubectl("get", "namespaces,clusterroles", "-l", deploy.LABEL, "-o", "name")
+    left += cluster.kubectl("get", "rolebindings", "-n", "istio-system", "-l", deploy.LABEL, "-o", "name")
+    assert left.strip() == "", f"workshop down left: {left}"
+
+
+def test_the_student_has_a_namespace_inside_the_mesh(cluster, student):
+    labels = cluster.core.read_namespace(MESHED).metadata.labels
+    assert labels["istio-injection"] == "enabled" and labels["msalab.dev/student"] == STUDENT
+    printed, error = student.run("from msalab.workshop import mode; print(mode.namespace(), mode.mesh_namespace())",
+                                 "part4/01-install-and-interception.ipynb")
+    assert (printed.split(), error) == ([OWN, MESHED], None)
+
+
+def test_lab_four_one_runs_inside_a_students_server(cluster, student):
+    """Lab IV.1, every cell as Run All: injection, istio-init's rules, istioctl proxy-config and
+    proxy-status, a request followed through both proxies, the cleanup."""
+    cells, error, printed = student.run_lab("part4/01-install-and-interception.ipynb")
+    assert error is None, f"cell {cells}: {error}\n{printed[-2000:]}"
+    # Its checks reached the board, every one passed, among them the proxies' own evidence.
+    rows = [r for r in student.board("GET").json()["reports"] if r["lab"] == "part4/01-install-and-interception"]
+    assert len(rows) >= 10 and all(r["passed"] for r in rows), rows
+    assert any("15001" in r["step"] for r in rows), [r["step"] for r in rows]
+    assert cluster.kubectl("get", "deployments,pods", "-n", MESHED, "-o", "name").strip() == ""  # the lab cleaned up
+
+
+def test_istiod_tells_a_student_about_their_own_proxies_only(cluster, student):
+    """istioctl proxy-status from the student's server asks istiod as the student's mesh
+    namespace: a meshed pod of another namespace is in the instructor's answer, not in theirs."""
+    cluster.kubectl("create", "namespace", OTHER)
+    cluster.kubectl("label", "namespace", OTHER, "istio-injection=enabled")
+    cluster.deploy_shop(OTHER)
+    cluster.wait_until(lambda: any(n.endswith(f".{OTHER}") for n in istio.proxy_sync()), "the other shop's proxies", 120)
+    cluster.kubectl("apply", "-n", MESHED, "-f", "-", input_text=_pod("mine", {}))  # a proxy of the student's
+    cluster.wait_until(lambda: any(n.endswith(f".{MESHED}") for n in istio.proxy_sync()), "the student's proxy", 120)
+    printed, error = student.run("import json\nfrom msalab.cluster import mesh\nprint(json.dumps(sorted(mesh.proxy_sync())))",
+                                 "part4/01-install-and-interception.ipynb")
+    assert error is None, printed
+    seen = json.loads(printed)
+    assert seen and all(name.endswith(f".{MESHED}") for name in seen), seen
+    # Asked as istio-system's own account (what istioctl does by default), the student is refused.
+    printed, error = student.run("import subprocess\nfrom msalab.cluster import mesh\n"
+                                 "from msalab.cluster import manage\n"
+                                 "r = subprocess.run([str(mesh.istioctl()), f'--kubeconfig={manage.kubeconfig()}', 'proxy-status'],\n"
+                                 "                   capture_output=True, text=True)\n"
+                                 "print(r.returncode, r.stderr[-300:])", "part4/01-install-and-interception.ipynb")
+    assert error is None and not printed.startswith("0 "), printed
+    assert "forbidden" in printed.lower(), printed
+
+
+def _pod(name: str, security: dict, **spec) -> str:
+    """A pod of the course's shop image, with the given container securityContext and pod spec fields."""
+    container = {"name": "app", "image": "msalab/shop:0.3.0", "securityContext": security}
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                       "spec": {"containers": [container], **spec}})
+
+
+def test_the_mesh_namespace_holds_pods_to_baseline_but_istios_capabilities(student):
+    """As the student: server-side dry runs (admission runs, nothing is stored)."""
+    code = (
+        "import json, subprocess\nfrom msalab.cluster import manage\n"
+        "def admitted(pod):\n"
+        f"    r = subprocess.run([*manage.kubectl_command(), 'create', '--dry-run=server', '-n', '{MESHED}', '-f', '-'],\n"
+        "                       input=pod, capture_output=True, text=True)\n"
+        "    return 'ok' if r.returncode == 0 else ' '.join(r.stderr.split())[:300]\n")
+    cases = {
+        "istio-init's capabilities": _pod("caps", {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}}),
+        "privileged": _pod("priv", {"privileged": True}),
+        "SYS_ADMIN": _pod("sysadmin", {"capabilities": {"add": ["SYS_ADMIN"]}}),
+        "host network": _pod("hostnet", {}, hostNetwork=True),
+        "host path": _pod("hostpath", {}, volumes=[{"name": "root", "hostPath": {"path": "/"}}]),
+        "host port": json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hostport"}, "spec": {
+            "containers": [{"name": "app", "image": "msalab/shop:0.3.0", "ports": [{"containerPort": 8080, "hostPort": 8080}]}]}}),
+        "unconfined seccomp": _pod("seccomp", {"seccompProfile": {"type": "Unconfined"}}),
+    }
+    code += "".join(f"print({name!r}, '=>', admitted({pod!r}))\n" for name, pod in cases.items())
+    printed, error = student.run(code, "part4/01-install-and-interception.ipynb")
+    assert error is None, printed
+    answers = dict(line.split(" => ", 1) for line in printed.strip().splitlines())
+    assert answers.pop("istio-init's capabilities") == "ok", printed
+    assert all("msalab-workshop-mesh-pods" in answer for answer in answers.values()), printed
