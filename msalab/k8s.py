@@ -112,7 +112,12 @@ class Cluster:
         """What is left of a lab's namespace after delete_namespace: the namespace itself, or,
         in a workshop (where the namespace is the student's and stays), what the lab made in it."""
         if workshop_mode.namespace():
-            return workshop_mode.lab_objects(self.kubectl, workshop_mode.lab_namespace(name))
+            if name in (workshop_mode.namespace(), workshop_mode.mesh_namespace()):
+                return workshop_mode.lab_objects(self.kubectl, name)
+            # A lab's own name for a namespace (not the one the workshop gave it): whatever labs
+            # left in either of the student's namespaces.
+            return [found for ns in filter(None, (workshop_mode.namespace(), workshop_mode.mesh_namespace()))
+                    for found in workshop_mode.lab_objects(self.kubectl, ns)]
         return [name] if self.namespace_exists(name) else []
 
     # -- waiting -------------------------------------------------------------------------
