@@ -156,7 +156,8 @@ def test_the_lab_is_the_folder_nearest_the_notebook(monkeypatch):
     assert report.current_lab() == "part3/01-pods"
 
 
-def test_the_hub_manifest_renders_and_grants_students_no_gateways_or_boundaries():
+def _hub_documents() -> dict:
+    """cluster/workshop/hub.yaml as workshop up fills it, by (kind, name)."""
     import yaml
 
     from msalab.cluster import offline
@@ -165,7 +166,11 @@ def test_the_hub_manifest_renders_and_grants_students_no_gateways_or_boundaries(
         "namespace": "msalab-workshop", "host": "localhost", "hub_image": "hub:1", "password": '"p"',
         "admin_password": '"a"', "cli_token": "t", "storage_class_line": "", "env": "", "ingress_class_line": "",
         "student_prefix": "ws-"})
-    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text) if d}
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text) if d}
+
+
+def test_the_hub_manifest_renders_and_grants_students_no_gateways_or_boundaries():
+    docs = _hub_documents()
     rules = docs[("ClusterRole", "msalab-workshop-student")]["rules"]
     writable = {(group, resource) for rule in rules if "create" in rule["verbs"]
                 for group in rule["apiGroups"] for resource in rule["resources"]}
@@ -292,15 +297,7 @@ def test_the_mesh_namespace_policy_is_baseline_with_istios_two_capabilities():
     namespace inside the mesh: bound to those namespaces only, allowing baseline's capabilities
     and Istio's NET_ADMIN and NET_RAW, nothing more. (Tested against a real API server in
     tests/cluster/test_workshop_mesh.py.)"""
-    import yaml
-
-    from msalab.cluster import offline
-
-    text = offline.fill((paths.REPO / "cluster" / "workshop" / "hub.yaml").read_text(), {
-        "namespace": "msalab-workshop", "host": "localhost", "hub_image": "hub:1", "password": '"p"',
-        "admin_password": '"a"', "cli_token": "t", "storage_class_line": "", "env": "", "ingress_class_line": "",
-        "student_prefix": "ws-"})
-    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text) if d}
+    docs = _hub_documents()
     policy = docs[("ValidatingAdmissionPolicy", "msalab-workshop-mesh-pods")]["spec"]
     assert policy["matchConstraints"]["namespaceSelector"] == {"matchLabels": {"msalab.dev/mesh": "true"}}
     assert policy["failurePolicy"] == "Fail"
