@@ -127,3 +127,25 @@ def test_the_mesh_namespace_holds_pods_to_baseline_but_istios_capabilities(stude
     answers = dict(line.split(" => ", 1) for line in printed.strip().splitlines())
     assert answers.pop("istio-init's capabilities") == "ok", printed
     assert all("msalab-workshop-mesh-pods" in answer for answer in answers.values()), printed
+
+
+def test_a_student_cannot_route_another_namespaces_service(student):
+    """Istio shares routing rules across the mesh: a VirtualService for another namespace's
+    service, by its full name, would reroute that student's calls. The workshop refuses it, and
+    admits the labs' own rules, which name services by their short name."""
+    rule = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "hijack"},
+            "spec": {"hosts": ["catalog.ws-bob--mesh.svc.cluster.local"],
+                     "http": [{"route": [{"destination": {"host": "catalog"}}]}]}}
+    own = {**rule, "metadata": {"name": "own"}, "spec": {**rule["spec"], "hosts": ["catalog"]}}
+    code = (
+        "import json, subprocess\nfrom msalab.cluster import manage\n"
+        "def admitted(rule):\n"
+        f"    r = subprocess.run([*manage.kubectl_command(), 'create', '--dry-run=server', '-n', '{MESHED}', '-f', '-'],\n"
+        "                       input=rule, capture_output=True, text=True)\n"
+        "    return 'ok' if r.returncode == 0 else ' '.join(r.stderr.split())[:300]\n"
+        f"print(admitted({json.dumps(own)!r}))\nprint(admitted({json.dumps(rule)!r}))\n")
+    printed, error = student.run(code, "part4/01-install-and-interception.ipynb")
+    assert error is None, printed
+    own_answer, hijack_answer = printed.strip().splitlines()
+    assert own_answer == "ok", printed
+    assert "msalab-workshop-students" in hijack_answer and "short name" in hijack_answer, printed
