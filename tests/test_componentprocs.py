@@ -45,7 +45,9 @@ def component_bin(tmp_path, monkeypatch):
     config = tmp_path / "config"
     config.mkdir()
     (config / "app.yml").write_text("data: /data/state\n")
-    return config
+    yield config
+    for process, _ in componentprocs.listed():  # a failed test leaves nothing running
+        componentprocs.remove(process)
 
 
 def _wait_for(condition, timeout_s=10):
