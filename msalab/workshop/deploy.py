@@ -21,7 +21,7 @@ import urllib.request
 import yaml
 
 from .. import paths
-from ..cluster import external, hostpaths
+from ..cluster import external, hostpaths, mesh
 from ..errors import LabError
 from . import images, netpol
 
@@ -34,7 +34,6 @@ HUB_UID = 10001
 INERT_PROVISIONER = "kubernetes.io/host-path"
 POD_CIDR_VARIABLE = "MSALAB_POD_CIDR"
 MESH_SUFFIX = "--mesh"  # a student's namespace inside the mesh: ws-NAME--mesh (no name holds "--")
-MESH_SYSTEM_NAMESPACE = "istio-system"  # = msalab.cluster.mesh.SYSTEM_NAMESPACE
 SYSTEM_RESERVE = {"cpu_m": 100, "memory_mi": 256}  # room left for the cluster's own bursts
 HUB_NEEDS = {"cpu_m": 100 + 25, "memory_mi": 256 + 64}  # the hub pod + kube-network-policies
 
@@ -229,12 +228,6 @@ def _pods_outside(cluster, network) -> list[str]:
     return found
 
 
-def _mesh_installed() -> bool:
-    from ..cluster import mesh
-
-    return mesh.installed()
-
-
 def _ingress_class(cluster) -> str:
     """The course cluster's Contour, by name; elsewhere the cluster's default IngressClass (an
     Ingress without a class is served only by a default one)."""
@@ -342,9 +335,9 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
     _check_architecture(cluster)
     storage = _storage(cluster)
     ingress_class_line = _ingress_class(cluster)
-    mesh = _mesh_installed()
-    print(f"      Part IV: {'each student also gets a namespace inside the mesh' if mesh else 'no mesh installed'} "
-          f"({'' if mesh else 'python -m msalab mesh install, then workshop up, gives them one; '}the instructors' guide: Part IV)",
+    mesh_on = mesh.installed()
+    print(f"      Part IV: {'each student also gets a namespace inside the mesh' if mesh_on else 'no mesh installed'} "
+          f"({'' if mesh_on else 'python -m msalab mesh install, then workshop up, gives them one; '}the instructors' guide: Part IV)",
           flush=True)
     _step(2, "the images: hub and students' servers (built here, cached)")
     hub_image, lab_image = images.build_hub_image(), images.build_lab_image()
@@ -367,7 +360,7 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
               "lab_image": lab_image, "pod_cidr": pod_cidr, "idle_timeout_s": spec()["idle_timeout_s"],
               "hub_namespace": spec()["namespace"], "node_address_rules": _node_address_rules(cluster),
               "node_address": _node_address(cluster), "registry": external.registry(),
-              "mesh_suffix": MESH_SUFFIX if mesh else "",
+              "mesh_suffix": MESH_SUFFIX if mesh_on else "",
               **{f"server_{k}": v for k, v in spec()["server"].items()}, **quota_values(room, students)}
     values["server_cpu_request"] = _cpu_m(values["server_cpu_request"]) / 1000
     values["server_cpu_limit"] = _cpu_m(values["server_cpu_limit"]) / 1000
@@ -470,7 +463,7 @@ def reset(student: str) -> list[str]:
     cluster.kubectl("delete", "namespace", namespace, namespace + MESH_SUFFIX, "--ignore-not-found", "--wait=true",
                     "--timeout=180s")
     cluster.kubectl("delete", "clusterrolebinding", f"msalab-workshop-nodes-{student}", "--ignore-not-found")
-    cluster.kubectl("delete", "rolebinding", f"msalab-workshop-{student}", "-n", MESH_SYSTEM_NAMESPACE, "--ignore-not-found",
+    cluster.kubectl("delete", "rolebinding", f"msalab-workshop-{student}", "-n", mesh.SYSTEM_NAMESPACE, "--ignore-not-found",
                     check=False)
     return [f"server of {student}", f"user {student}", f"namespace {namespace}"]
 
@@ -486,7 +479,7 @@ def down() -> list[str]:
         cluster.kubectl("delete", namespace, "--wait=true", "--timeout=180s", "--ignore-not-found")
         removed.append(namespace)
     # Part IV: the students' read access to the mesh's control plane (student-mesh.yaml).
-    removed += cluster.kubectl("delete", "rolebindings", "-n", MESH_SYSTEM_NAMESPACE, "-l", LABEL, "--ignore-not-found",
+    removed += cluster.kubectl("delete", "rolebindings", "-n", mesh.SYSTEM_NAMESPACE, "-l", LABEL, "--ignore-not-found",
                                "-o", "name", check=False).split()
     for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies", "clusterrolebindings", "clusterroles",
                  "persistentvolumes"):

@@ -24,6 +24,16 @@ OWN, MESHED = f"{PREFIX}{STUDENT}", f"{PREFIX}{STUDENT}{deploy.MESH_SUFFIX}"
 OTHER = "test-workshop-other-mesh"  # meshed, and not the student's: istiod must not tell them about it
 
 
+# Run in the student's server: whether the API server admits a manifest in the student's mesh
+# namespace, as the student (a server-side dry run: admission runs, nothing is stored).
+ADMITTED = (
+    "import json, subprocess\nfrom msalab.cluster import manage\n"
+    "def admitted(manifest):\n"
+    f"    r = subprocess.run([*manage.kubectl_command(), 'create', '--dry-run=server', '-n', '{MESHED}', '-f', '-'],\n"
+    "                       input=manifest, capture_output=True, text=True)\n"
+    "    return 'ok' if r.returncode == 0 else ' '.join(r.stderr.split())[:300]\n")
+
+
 @pytest.fixture(scope="module")
 def mesh_installed(cluster):
     installed_here = not istio.installed()
@@ -105,12 +115,7 @@ def _pod(name: str, security: dict, **spec) -> str:
 
 def test_the_mesh_namespace_holds_pods_to_baseline_but_istios_capabilities(student):
     """As the student: server-side dry runs (admission runs, nothing is stored)."""
-    code = (
-        "import json, subprocess\nfrom msalab.cluster import manage\n"
-        "def admitted(pod):\n"
-        f"    r = subprocess.run([*manage.kubectl_command(), 'create', '--dry-run=server', '-n', '{MESHED}', '-f', '-'],\n"
-        "                       input=pod, capture_output=True, text=True)\n"
-        "    return 'ok' if r.returncode == 0 else ' '.join(r.stderr.split())[:300]\n")
+    code = ADMITTED
     cases = {
         "istio-init's capabilities": _pod("caps", {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}}),
         "privileged": _pod("priv", {"privileged": True}),
@@ -137,13 +142,7 @@ def test_a_student_cannot_route_another_namespaces_service(student):
             "spec": {"hosts": ["catalog.ws-bob--mesh.svc.cluster.local"],
                      "http": [{"route": [{"destination": {"host": "catalog"}}]}]}}
     own = {**rule, "metadata": {"name": "own"}, "spec": {**rule["spec"], "hosts": ["catalog"]}}
-    code = (
-        "import json, subprocess\nfrom msalab.cluster import manage\n"
-        "def admitted(rule):\n"
-        f"    r = subprocess.run([*manage.kubectl_command(), 'create', '--dry-run=server', '-n', '{MESHED}', '-f', '-'],\n"
-        "                       input=rule, capture_output=True, text=True)\n"
-        "    return 'ok' if r.returncode == 0 else ' '.join(r.stderr.split())[:300]\n"
-        f"print(admitted({json.dumps(own)!r}))\nprint(admitted({json.dumps(rule)!r}))\n")
+    code = ADMITTED + f"print(admitted({json.dumps(own)!r}))\nprint(admitted({json.dumps(rule)!r}))\n"
     printed, error = student.run(code, "part4/01-install-and-interception.ipynb")
     assert error is None, printed
     own_answer, hijack_answer = printed.strip().splitlines()
