@@ -145,17 +145,20 @@ def workshop(students: int | None) -> list[Finding]:
     if manage.current_provider() is None:
         return [Finding(False, f"workshop of {students}: no course cluster is up to measure",
                         "make cluster   (python -m msalab cluster up)")]
+    from .cluster import mesh
     from .k8s import Cluster
     from .workshop import deploy
 
     try:
         deploy.validate(students, [])
-        room = deploy.check_capacity(Cluster(), students)
+        meshed = mesh.installed()  # Part IV's labs need more room: up reserves it when the mesh is there
+        room = deploy.check_capacity(Cluster(), students, meshed=meshed)
     except LabError as err:
         return [Finding(False, f"workshop of {students}: {err.problem}", err.fix)]
     return [Finding(True, f"workshop of {students}: the cluster holds up to {room['max_students']} students "
                           f"({room['free']['cpu_m']}m CPU and {room['free']['memory_mi']} MiB free; "
-                          f"{room['per_student']['cpu_m']}m and {room['per_student']['memory_mi']} MiB each)")]
+                          f"{room['per_student']['cpu_m']}m and {room['per_student']['memory_mi']} MiB each"
+                          f"{', with Part IV' if meshed else ''})")]
 
 
 def run(students: int | None = None) -> int:

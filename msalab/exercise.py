@@ -21,6 +21,7 @@ from typing import Callable
 
 from . import paths
 from .check import CheckFailed
+from .workshop import report
 
 SOLVE = "MSALAB_SOLVE"
 
@@ -39,9 +40,11 @@ class Exercise:
         if not fixed:
             fixed, seen = self._settled(settle_s)
         if not fixed:  # what it saw only here: a passing check prints the same every run (nbval compares it)
+            report.send(self.what, False, self.hint)  # in a workshop, the board shows who is stuck on which fix
             raise CheckFailed(f"✗ {self.what}: NOT YET (the check sees: {seen})\n  hint: {self.hint}\n"
                               f"  stuck? the solution is {self.name}() in {self.solutions.relative_to(paths.REPO)}")
         print(f"✓ {self.what}")
+        report.send(self.what, True)
 
     def _settled(self, settle_s: float) -> tuple[bool, str]:
         """A change reaches the proxies a few seconds after it is applied: judge again for a

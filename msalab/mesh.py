@@ -21,6 +21,8 @@ from .cluster import mesh as istio
 from .errors import LabError
 from .workshop import mode as workshop_mode
 
+INJECTION_LABEL = "istio-injection"  # on a namespace: its new pods get a sidecar (=enabled)
+
 MANIFESTS = paths.REPO / "cluster" / "labs" / "mesh"
 PROXY = "istio-proxy"
 
@@ -42,10 +44,31 @@ class Mesh:
                 raise LabError("this workshop gives you no namespace inside the mesh: Istio was not installed "
                                "when the workshop started", "ask the instructor (the instructors' guide: Part IV)")
             workshop_mode.empty_namespace(self.cluster.kubectl, namespace)
+            # A lab (IV.6) or the student may have taken the label off: the one label they may set.
+            self.cluster.kubectl("label", "namespace", namespace, f"{INJECTION_LABEL}=enabled", "--overwrite")
             return namespace
         namespace = self.cluster.fresh_namespace(name)
-        self.cluster.kubectl("label", "namespace", namespace, "istio-injection=enabled")
+        self.cluster.kubectl("label", "namespace", namespace, f"{INJECTION_LABEL}=enabled")
         return namespace
+
+    def namespace_without_injection(self, name: str) -> str:
+        """A fresh namespace as namespaces are usually made: without the injection label, so that
+        its pods get no sidecar. In a workshop: the student's namespace inside the mesh, emptied,
+        with the label taken off (a student may set or remove that label there, and nothing else;
+        their own namespace's Pod Security level would refuse the sidecars)."""
+        if not workshop_mode.namespace():
+            return self.cluster.fresh_namespace(name)
+        namespace = self.meshed_namespace(name)
+        self.cluster.kubectl("label", "namespace", namespace, f"{INJECTION_LABEL}-")
+        return namespace
+
+    def tracing_provider(self, namespace: str) -> str:
+        """The mesh config's tracing provider for the spans of `namespace`'s proxies: the course's
+        (Jaeger in lab-telemetry), or in a workshop the student's own, which the hub adds to the
+        mesh config (Jaeger in their mesh namespace; cluster/workshop/hub-mesh.yaml)."""
+        if workshop_mode.namespace():
+            return f"{istio.TRACING_PROVIDER}-{namespace}"
+        return istio.TRACING_PROVIDER
 
     def apply(self, manifest: str, namespace: str, **placeholders: str) -> str:
         """kubectl apply one file of cluster/labs/mesh, with its UPPERCASE placeholders filled in."""
@@ -332,18 +355,36 @@ def deploy_telemetry(cluster, namespace: str) -> None:
     from . import images
     from .cluster import manage
 
-    refs = {name: images.component_image(name)[0] for name in TELEMETRY}
-    manage.load_images(list(refs.values()))
+    if workshop_mode.namespace():  # a student's server: the images workshop up put in the cluster
+        refs = {name: workshop_mode.images()[name] for name in TELEMETRY}
+    else:
+        refs = {name: images.component_image(name)[0] for name in TELEMETRY}
+        manage.load_images(list(refs.values()))
     for name in TELEMETRY:
         text = (MANIFESTS / "telemetry" / f"{name}.yaml").read_text().replace(f"{name.upper()}_IMAGE", refs[name])
+        if workshop_mode.namespace():
+            text = _without_rbac(text)
         cluster.apply_text(text, namespace)
     for name in TELEMETRY:
         cluster.wait_rollout(namespace, name)
 
 
+def _without_rbac(text: str) -> str:
+    """A manifest less its Roles and RoleBindings. In a workshop a student may not grant rights;
+    the hub has given Prometheus's account the same read access to the pods of the student's
+    mesh namespace (cluster/workshop/student-mesh.yaml)."""
+    import re
+
+    documents = text.split("\n---\n")
+    return "\n---\n".join(d for d in documents if not re.search(r"^kind: (Role|RoleBinding)$", d, re.MULTILINE))
+
+
 def remove_telemetry(cluster, namespace: str) -> None:
     for name in TELEMETRY:
-        cluster.kubectl("delete", "-n", namespace, "--ignore-not-found", "-f", str(MANIFESTS / "telemetry" / f"{name}.yaml"))
+        text = (MANIFESTS / "telemetry" / f"{name}.yaml").read_text()
+        if workshop_mode.namespace():
+            text = _without_rbac(text)
+        cluster.kubectl("delete", "-n", namespace, "--ignore-not-found", "-f", "-", input_text=text)
 
 
 class LogShipper:
@@ -499,8 +540,9 @@ def cost_of_calls(cluster, namespace: str, url: str, rate: float = 100, seconds:
 
 def gateway_and_catalog(cluster, namespace: str, mesh: "Mesh | None" = None) -> str:
     """Only the two services a product call passes (the gateway, where loads run, and the
-    catalog) in a fresh namespace: in the mesh when `mesh` is given."""
-    (mesh.meshed_namespace if mesh else cluster.fresh_namespace)(namespace)
+    catalog) in a fresh namespace: in the mesh when `mesh` is given. Returns the namespace's name
+    (in a workshop, the student's own namespace, not `namespace`)."""
+    namespace = (mesh.meshed_namespace if mesh else cluster.fresh_namespace)(namespace)
     cluster.ensure_service_key(namespace)
     for service in ("catalog", "gateway"):
         cluster.apply(paths.REPO / "cluster" / "shop" / f"{service}.yaml", namespace)

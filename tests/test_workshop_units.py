@@ -100,6 +100,13 @@ def test_quantities_and_quota_sizing():
     assert deploy._memory_mi(values["quota_memory_request"]) == 2 * 512  # plenty of memory: capped
     tight = deploy.quota_values({"free": {"cpu_m": 400, "memory_mi": 1000}, "per_student": deploy.per_student()}, 2)
     assert deploy._cpu_m(tight["quota_cpu_request"]) == 250  # never less than one lab's requests (versions.yaml lab_pods)
+    # Inside the mesh: a Part IV lab's requests (versions.yaml mesh_lab_pods), sidecars included.
+    assert deploy._cpu_m(values["mesh_quota_cpu_request"]) == 500  # the share, 450m, is less: the lab's requests
+    assert deploy._cpu_m(tight["mesh_quota_cpu_request"]) == 500 and tight["mesh_quota_memory_request"] == "768Mi"
+    roomy = deploy.quota_values({"free": {"cpu_m": 3000, "memory_mi": 20000}, "per_student": deploy.per_student()}, 3)
+    assert deploy._cpu_m(roomy["mesh_quota_cpu_request"]) == 950  # 1000m each, less the server's 50m
+    # With the mesh, a student reserves the larger of the two labs' requests.
+    assert deploy.per_student(meshed=True)["cpu_m"] == deploy.per_student()["cpu_m"] + 250
 
 
 def test_the_lab_image_has_the_course_pins_without_the_book_and_tests():
@@ -122,6 +129,7 @@ def test_a_students_objects_render_as_the_hub_fills_them():
     import yaml
 
     values = {"quota_cpu_request": "500m", "quota_memory_request": "1Gi", "quota_memory_limit": "2Gi", "quota_pods": "20",
+              "mesh_quota_cpu_request": "500m", "mesh_quota_memory_request": "768Mi",
               "server_memory_limit": "1Gi", "pod_cidr": "10.244.0.0/16", "hub_namespace": "msalab-workshop",
               "node_address_rules": "        - ipBlock: {cidr: 10.244.0.1/32}"}
     text = string.Template((paths.REPO / "cluster" / "workshop" / "student.yaml").read_text())
@@ -138,12 +146,15 @@ def test_a_students_objects_render_as_the_hub_fills_them():
     # Inside the mesh (Part IV): injection on, the pods' policy the workshop's own, the same isolation.
     text = string.Template((paths.REPO / "cluster" / "workshop" / "student-mesh.yaml").read_text())
     docs = list(yaml.safe_load_all(text.substitute(values, student="ann", namespace="ws-ann", mesh_namespace="ws-ann--mesh")))
-    assert [d["kind"] for d in docs] == ["Namespace", "RoleBinding", "RoleBinding", "ResourceQuota", "LimitRange",
-                                         "NetworkPolicy"]
-    assert [d["metadata"].get("namespace", "ws-ann--mesh") for d in docs] == ["ws-ann--mesh"] * 2 + ["istio-system"] + \
+    assert [d["kind"] for d in docs] == ["Namespace"] + ["RoleBinding"] * 4 + ["ResourceQuota", "LimitRange",
+                                                                             "NetworkPolicy"]
+    assert [d["metadata"].get("namespace", "ws-ann--mesh") for d in docs] == ["ws-ann--mesh"] * 4 + ["istio-system"] + \
         ["ws-ann--mesh"] * 3
-    assert docs[2]["roleRef"]["name"] == "msalab-workshop-mesh-reader"  # istio-system: read-only, the control plane
-    docs.pop(2)
+    assert docs[2]["roleRef"]["name"] == "msalab-workshop-mesh-token"  # istioctl's token, for this namespace only
+    assert docs[3]["roleRef"]["name"] == "msalab-workshop-pod-reader"  # Lab IV.5's Prometheus, its namespace's pods
+    assert docs[3]["subjects"] == [{"kind": "ServiceAccount", "name": "prometheus", "namespace": "ws-ann--mesh"}]
+    assert docs[4]["roleRef"]["name"] == "msalab-workshop-mesh-reader"  # istio-system: read-only, the control plane
+    del docs[2:5]
     labels = docs[0]["metadata"]["labels"]
     assert labels["istio-injection"] == "enabled" and labels["msalab.dev/mesh"] == "true" and labels["msalab.dev/student"] == "ann"
     assert docs[1]["subjects"][0] == {"kind": "ServiceAccount", "name": "student", "namespace": "ws-ann"}
@@ -177,6 +188,9 @@ def test_the_hub_manifest_renders_and_grants_students_no_gateways_or_boundaries(
     assert ("gateway.networking.k8s.io", "gateways") not in writable  # proxies outside the quota
     assert not {r for g, r in writable if r in ("resourcequotas", "limitranges", "networkpolicies", "rolebindings", "roles")}
     assert ("", "pods") in writable and ("gateway.networking.k8s.io", "httproutes") in writable
+    assert ("", "serviceaccounts/token") not in writable  # only the mesh namespace's default account's:
+    assert docs[("ClusterRole", "msalab-workshop-mesh-token")]["rules"] == [
+        {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"], "resourceNames": ["default"]}]
     hub = docs[("ClusterRole", "msalab-workshop-hub")]["rules"]
     assert [r for r in hub if r["resources"] == ["clusterroles"]][0]["verbs"] == ["bind"]  # binds, never holds
 
@@ -307,3 +321,39 @@ def test_the_mesh_namespace_policy_is_baseline_with_istios_two_capabilities():
     assert {"NET_ADMIN", "NET_RAW"} <= allowed and not {"SYS_ADMIN", "SYS_PTRACE", "SYS_MODULE", "BPF"} & allowed
     binding = docs[("ValidatingAdmissionPolicyBinding", "msalab-workshop-mesh-pods")]["spec"]
     assert binding == {"policyName": "msalab-workshop-mesh-pods", "validationActions": ["Deny"]}
+
+
+# -- Part IV in a workshop ------------------------------------------------------------------------
+
+def test_the_hub_may_write_only_students_tracing_providers_to_the_shared_mesh_config():
+    """hub-mesh.yaml's admission rule, read with Python's re (its pattern is RE2 and re alike),
+    against the mesh config as the hub writes it (yaml.safe_dump, jupyterhub_config.py)."""
+    import re
+
+    import yaml
+
+    from msalab.cluster import mesh as istio
+    from msalab.cluster import offline
+
+    docs = list(yaml.safe_load_all(offline.fill((paths.REPO / "cluster" / "workshop" / "hub-mesh.yaml").read_text(),
+                                                {"namespace": "msalab-workshop", "student_prefix": "ws-"})))
+    assert docs[0]["metadata"]["name"] == istio.SHARED_MESH_CONFIG
+    rule = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicy")["spec"]["validations"][0]["expression"]
+    pattern = re.search(r"matches\(r'(.*?)'\)", rule).group(1)  # a raw string: re reads its escapes as RE2 does
+
+    def provider(namespace):
+        return {"name": f"{istio.TRACING_PROVIDER}-{namespace}",
+                "opentelemetry": {"service": f"jaeger.{namespace}.svc.cluster.local", "port": 4317}}
+    written = yaml.safe_dump({"extensionProviders": [provider("ws-ann--mesh"), provider("ws-bob--mesh")]})
+    assert re.match(pattern, written) and re.match(pattern, docs[0]["data"]["mesh"])
+    assert not re.match(pattern, written + "outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")
+    assert not re.match(pattern, yaml.safe_dump({"extensionProviders": [provider("kube-system")]}))
+
+
+def test_a_students_telemetry_manifests_leave_out_what_grants_rights():
+    from msalab.mesh import MANIFESTS, _without_rbac
+
+    text = (MANIFESTS / "telemetry" / "prometheus.yaml").read_text()
+    kinds = [line for line in _without_rbac(text).splitlines() if line.startswith("kind: ")]
+    assert kinds == ["kind: ServiceAccount", "kind: ConfigMap", "kind: Deployment", "kind: Service"]
+    assert "kind: RoleBinding" in text

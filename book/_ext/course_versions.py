@@ -57,11 +57,19 @@ def substitutions(pins: dict) -> dict[str, str]:
 
 
 def _workshop_reserve(workshop: dict) -> dict[str, str]:
-    """What a workshop reserves per student (msalab.workshop.deploy.per_student): server + one lab."""
-    server, lab = workshop["server"], workshop["lab_pods"]
-    cpu = sum(int(x["cpu_request"].rstrip("m")) for x in (server, lab))
-    memory = sum(int(x["memory_request"].removesuffix("Mi")) for x in (server, lab))
-    return {"workshop_cpu_per_student": f"{cpu}m", "workshop_memory_per_student": f"{memory} MiB"}
+    """What a workshop reserves per student (msalab.workshop.deploy.per_student): server + one lab,
+    a Part III lab's, or with the mesh the larger of that and a Part IV lab's."""
+    server, lab, mesh_lab = workshop["server"], workshop["lab_pods"], workshop["mesh_lab_pods"]
+
+    def cpu(pods):
+        return int(pods["cpu_request"].rstrip("m"))
+
+    def memory(pods):
+        return int(pods["memory_request"].removesuffix("Mi"))
+    return {"workshop_cpu_per_student": f"{cpu(server) + cpu(lab)}m",
+            "workshop_memory_per_student": f"{memory(server) + memory(lab)} MiB",
+            "workshop_cpu_per_student_meshed": f"{cpu(server) + max(cpu(lab), cpu(mesh_lab))}m",
+            "workshop_memory_per_student_meshed": f"{memory(server) + max(memory(lab), memory(mesh_lab))} MiB"}
 
 
 def _add_substitutions(app, config) -> None:

@@ -1,6 +1,7 @@
 # The workshop's JupyterHub (python -m msalab workshop up mounts this file from a ConfigMap).
 # Everything that varies per workshop comes from the hub's environment (the Deployment in
 # cluster/workshop/hub.yaml), so this file is the same for every class.
+import asyncio
 import os
 import re
 import string
@@ -111,6 +112,9 @@ c.KubeSpawner.environment = {
 MESH_SUFFIX = env.get("WORKSHOP_MESH_SUFFIX", "")
 if MESH_SUFFIX:
     c.KubeSpawner.environment["MSALAB_WORKSHOP_MESH_NAMESPACE"] = PREFIX + "{username}" + MESH_SUFFIX
+    # Lab IV.5's components' images, as JSON: its braces doubled, since KubeSpawner expands {name}s.
+    c.KubeSpawner.environment["MSALAB_WORKSHOP_IMAGES"] = \
+        env.get("WORKSHOP_LAB_IMAGES", "{}").replace("{", "{{").replace("}", "}}")
 c.KubeSpawner.extra_pod_config = {"enableServiceLinks": False}
 c.KubeSpawner.container_security_context = {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
                                             "capabilities": {"drop": ["ALL"]}}
@@ -127,13 +131,44 @@ CREATE = {  # kind -> (API class, create method, namespaced)
     "NetworkPolicy": (k8s.NetworkingV1Api, "create_namespaced_network_policy", True),
 }
 TOKEN_HOURS = 12  # a workshop day; a server started again gets a new token
+# Part IV: each student's tracing provider, in the mesh config the hub may rewrite
+# (cluster/workshop/hub-mesh.yaml says why). Its name is the one msalab.mesh gives Lab IV.5
+# in the student's server.
+SHARED_MESH_CONFIG = ("istio-system", "msalab-shared-mesh-config")
+SHARED_MESH_CONFIG_LOCK = asyncio.Lock()  # one rewrite at a time; resourceVersion guards against others'
+
+
+async def add_tracing_provider(api_client, mesh_namespace):
+    """The student's provider: Jaeger's OTLP port in their mesh namespace (idempotent)."""
+    provider = {"name": f"jaeger-otlp-{mesh_namespace}",
+                "opentelemetry": {"service": f"jaeger.{mesh_namespace}.svc.cluster.local", "port": 4317}}
+    core = k8s.CoreV1Api(api_client)
+    namespace, name = SHARED_MESH_CONFIG
+    async with SHARED_MESH_CONFIG_LOCK:
+        for _ in range(5):
+            config_map = await core.read_namespaced_config_map(name, namespace)
+            mesh = yaml.safe_load((config_map.data or {}).get("mesh") or "") or {}
+            providers = mesh.get("extensionProviders") or []
+            if provider in providers:
+                return
+            mesh["extensionProviders"] = [p for p in providers if p.get("name") != provider["name"]] + [provider]
+            config_map.data = {**(config_map.data or {}), "mesh": yaml.safe_dump(mesh)}
+            try:  # the object read carries its resourceVersion: a concurrent change answers 409
+                await core.replace_namespaced_config_map(name, namespace, config_map)
+                return
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+        raise RuntimeError(f"could not add {provider['name']} to {namespace}/{name}: it kept changing")
+
+
 CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"  # the hub's own mount: the cluster's CA
 
 
 async def create_student_objects(spawner):
     """Before a student's server starts: their namespace and its account, role binding, quota,
     limits and network policy (cluster/workshop/student.yaml; existing objects are kept), their
-    namespace inside the mesh where there is one (student-mesh.yaml), then a
+    namespace inside the mesh where there is one (student-mesh.yaml) and their tracing provider, then a
     fresh token of that account for the server (Secret student-token-NAME in the hub's namespace)."""
     name = spawner.user.name
     namespace = PREFIX + name
@@ -152,6 +187,12 @@ async def create_student_objects(spawner):
         except ApiException as err:
             if err.status != 409:  # already there: a student's second server
                 raise
+    if MESH_SUFFIX:
+        try:
+            await add_tracing_provider(api_client, namespace + MESH_SUFFIX)
+        except (ApiException, RuntimeError) as err:  # Lab IV.5's traces only: the server still starts
+            spawner.log.warning("no tracing provider for %s (Lab IV.5 will see no spans): %s; "
+                                "python -m msalab workshop down, mesh install, workshop up", name, err)
     core = k8s.CoreV1Api(api_client)
     request = {"spec": {"expirationSeconds": TOKEN_HOURS * 3600}}
     token = (await core.create_namespaced_service_account_token("student", namespace, request)).status.token

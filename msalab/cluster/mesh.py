@@ -100,6 +100,8 @@ def _iptables_tree() -> Path:
 
 
 # -- installing: the same command on both providers ------------------------------------------
+SHARED_MESH_CONFIG = "msalab-shared-mesh-config"  # a ConfigMap in istio-system
+TRACING_PROVIDER = "jaeger-otlp"  # Lab IV.5's Jaeger, in lab-telemetry
 # Both providers: the access log on (labs follow requests by it; upstream Envoy's file logger);
 # Envoy's per-service stats kept (Istio's default inclusion list drops every cluster.inbound|...
 # and cluster.outbound|... stat, which the labs and Prometheus read); and requests sized for a
@@ -111,11 +113,14 @@ COURSE_SETTINGS = ["profile=minimal", "meshConfig.accessLogFile=/dev/stdout",
                    "values.pilot.resources.requests.cpu=50m", "values.pilot.resources.requests.memory=256Mi",
                    "values.pilot.autoscaleEnabled=false",  # one istiod: a busy lab must not start more on 2 cores
                    # Lab IV.5's Jaeger, as a tracing provider a Telemetry resource can name.
-                   "meshConfig.extensionProviders[0].name=jaeger-otlp",
+                   f"meshConfig.extensionProviders[0].name={TRACING_PROVIDER}",
                    "meshConfig.extensionProviders[0].opentelemetry.service=jaeger.lab-telemetry.svc.cluster.local",
                    "meshConfig.extensionProviders[0].opentelemetry.port=4317",
                    "values.global.proxy.resources.requests.cpu=10m",
-                   "values.global.proxy.resources.requests.memory=40Mi"]
+                   "values.global.proxy.resources.requests.memory=40Mi",
+                   # A second mesh config, which istiod merges into its own where it exists: a
+                   # classroom workshop adds each student's tracing provider there (msalab.workshop).
+                   f"values.pilot.env.SHARED_MESH_CONFIG={SHARED_MESH_CONFIG}"]
 INJECTOR_WEBHOOK = "istio-sidecar-injector"
 SYSTEM_NAMESPACE = "istio-system"
 
@@ -135,9 +140,15 @@ def install() -> str:
 
 def built_here(provider: str) -> bool:
     """Istio built from the Go module proxy (the offline cluster, and kind on the course's own
-    node image, where nothing can be pulled), or the release (kind on its published image)."""
+    node image, where nothing can be pulled), or the release (kind on its published image).
+    In a workshop student's server, the instructor's install tells: istiod's image is tagged
+    offline_tag when it was built here."""
     if provider == "offline":
         return True
+    if provider == "workshop":
+        image = _kubectl("get", "deployment", "istiod", "-n", SYSTEM_NAMESPACE,
+                         "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+        return image == f"{spec()['hub']}/pilot:{spec()['offline_tag']}"
     from . import kind
 
     return bool(kind.setup().get("course_node"))
@@ -297,6 +308,14 @@ def leftovers() -> list[str]:
     return found
 
 
+def reads_shared_config() -> bool:
+    """istiod merges the ConfigMap SHARED_MESH_CONFIG into its mesh config (a mesh installed
+    before the course set it does not: `mesh install` again updates it in place)."""
+    found = _kubectl("get", "deployment", "istiod", "-n", SYSTEM_NAMESPACE, "--ignore-not-found", "-o",
+                     "jsonpath={.spec.template.spec.containers[0].env[?(@.name=='SHARED_MESH_CONFIG')].value}", check=False)
+    return found.strip() == SHARED_MESH_CONFIG
+
+
 def installed() -> bool:
     """istiod's Deployment exists; in a workshop student's server (which cannot read istio-system),
     the workshop gave the student a namespace inside the mesh."""
@@ -340,12 +359,14 @@ def _injector_ready() -> tuple[bool, str, str]:
     """The webhook exists and istiod has written its CA into it (else the API server cannot call it).
     In a workshop student's server (which cannot read webhooks): a pod created in the student's
     mesh namespace as a server-side dry run, which runs the webhooks and stores nothing, comes
-    back with a sidecar."""
+    back with a sidecar. The pod asks for one itself (sidecar.istio.io/inject): Lab IV.6 takes the
+    namespace's injection label off, and a lab stopped there must not read as a broken mesh."""
     if _provider() == "workshop":
         from ..workshop import mode
         from . import manage
 
-        probe = ('{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "injection-probe"}, '
+        probe = ('{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "injection-probe", '
+                 '"labels": {"sidecar.istio.io/inject": "true"}}, '
                  '"spec": {"containers": [{"name": "probe", "image": "msalab/shop:0.3.0"}]}}')
         result = subprocess.run([*manage.kubectl_command(), "create", "--dry-run=server", "-n", mode.mesh_namespace(), "-f", "-",
                                  "-o", "jsonpath={.spec.initContainers[*].name} {.spec.containers[*].name}"],

@@ -54,14 +54,25 @@ def _memory_mi(text: str) -> int:
     return int(parse_quantity(text) / 2 ** 20)
 
 
-def per_student() -> dict:
+def _requests(pods: dict) -> dict:
+    return {"cpu_m": _cpu_m(pods["cpu_request"]), "memory_mi": _memory_mi(pods["memory_request"])}
+
+
+def lab_needs(meshed: bool = False) -> dict:
+    """The requests of one lab's pods at most: a Part III lab's, or with the mesh (meshed) the
+    larger of that and a Part IV lab's, sidecars included. One lab runs at a time."""
+    own, mesh_lab = _requests(spec()["lab_pods"]), _requests(spec()["mesh_lab_pods"])
+    return {k: max(own[k], mesh_lab[k]) for k in own} if meshed else own
+
+
+def per_student(meshed: bool = False) -> dict:
     """What one student needs reserved (requests): their server, and the pods of one lab."""
-    server, lab = spec()["server"], spec()["lab_pods"]
-    return {"cpu_m": _cpu_m(server["cpu_request"]) + _cpu_m(lab["cpu_request"]),
-            "memory_mi": _memory_mi(server["memory_request"]) + _memory_mi(lab["memory_request"])}
+    server, lab = spec()["server"], lab_needs(meshed)
+    return {"cpu_m": _cpu_m(server["cpu_request"]) + lab["cpu_m"],
+            "memory_mi": _memory_mi(server["memory_request"]) + lab["memory_mi"]}
 
 
-def capacity(cluster) -> dict:
+def capacity(cluster, meshed: bool = False) -> dict:
     """Free room on the cluster (allocatable less what running pods outside the workshop
     request, less a reserve and the hub) and how many students that holds."""
     nodes = cluster.core.list_node().items
@@ -79,14 +90,14 @@ def capacity(cluster) -> dict:
             used["cpu_m"] += _cpu_m(requests.get("cpu", "0"))
             used["memory_mi"] += _memory_mi(requests.get("memory", "0"))
     free = {k: allocatable[k] - used[k] - SYSTEM_RESERVE[k] - HUB_NEEDS[k] for k in allocatable}
-    need = per_student()
+    need = per_student(meshed)
     fits = max(0, min(free[k] // need[k] for k in need))
     return {"allocatable": allocatable, "requested_by_others": used, "free": free, "per_student": need, "max_students": fits}
 
 
-def check_capacity(cluster, students: int) -> dict:
-    """The capacity, or LabError saying how many students fit and why."""
-    room = capacity(cluster)
+def check_capacity(cluster, students: int, meshed: bool = False) -> dict:
+    """The capacity, or LabError saying how many students fit and why (meshed: Part IV's labs too)."""
+    room = capacity(cluster, meshed)
     if students > room["max_students"]:
         need, free = room["per_student"], room["free"]
         raise LabError(f"this cluster can hold {room['max_students']} student(s), not {students}: each needs "
@@ -100,15 +111,19 @@ def check_capacity(cluster, students: int) -> dict:
 def quota_values(room: dict, students: int) -> dict:
     """Each student's quota, for their labs' pods (their server runs in the hub's namespace): an
     equal share of the free room less the server, at least one lab's requests and at most twice
-    them; limits up to one lab's limits."""
-    server, lab = spec()["server"], spec()["lab_pods"]
-    need = {"cpu_m": _cpu_m(lab["cpu_request"]), "memory_mi": _memory_mi(lab["memory_request"])}
+    them; limits up to one lab's limits. Their namespace inside the mesh gets the same, sized
+    for a Part IV lab (mesh_quota_*)."""
+    server = spec()["server"]
     serving = {"cpu_m": _cpu_m(server["cpu_request"]), "memory_mi": _memory_mi(server["memory_request"])}
-    share = {k: room["free"][k] // students - serving[k] for k in need}
-    return {"quota_cpu_request": f"{min(max(share['cpu_m'], need['cpu_m']), 2 * need['cpu_m'])}m",
-            "quota_memory_request": f"{min(max(share['memory_mi'], need['memory_mi']), 2 * need['memory_mi'])}Mi",
-            "quota_memory_limit": f"{_memory_mi(lab['memory_limit'])}Mi",
-            "quota_pods": "20"}
+    share = {k: room["free"][k] // students - serving[k] for k in serving}
+
+    def bounded(need: dict, key: str) -> int:
+        return min(max(share[key], need[key]), 2 * need[key])
+    own, meshed = _requests(spec()["lab_pods"]), _requests(spec()["mesh_lab_pods"])
+    return {"quota_cpu_request": f"{bounded(own, 'cpu_m')}m", "quota_memory_request": f"{bounded(own, 'memory_mi')}Mi",
+            "quota_memory_limit": f"{_memory_mi(spec()['lab_pods']['memory_limit'])}Mi", "quota_pods": "20",
+            "mesh_quota_cpu_request": f"{bounded(meshed, 'cpu_m')}m",
+            "mesh_quota_memory_request": f"{bounded(meshed, 'memory_mi')}Mi"}
 
 
 # --- the cluster side ------------------------------------------------------------------------
@@ -300,7 +315,10 @@ def _manifests(cluster, values: dict, passwords: dict, hub_image: str, storage: 
     config = yaml.safe_load(config)
     config["metadata"]["labels"] = {"app.kubernetes.io/part-of": "msalab-workshop"}
     config = yaml.safe_dump(config)
-    return "\n---\n".join(part for part in (hub, volume, config) if part)
+    # Part IV: the students' tracing providers (hub-mesh.yaml), where the mesh is installed.
+    meshed = offline.fill((WORKSHOP / "hub-mesh.yaml").read_text(), {
+        "namespace": spec()["namespace"], "student_prefix": spec()["student_namespace_prefix"]}) if values["mesh_suffix"] else ""
+    return "\n---\n".join(part for part in (hub, volume, config, meshed) if part)
 
 
 # --- up, status, down ------------------------------------------------------------------------
@@ -326,7 +344,12 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
         raise LabError(f"a workshop is already running on this cluster (namespace {spec()['namespace']})",
                        "python -m msalab workshop status; to start anew: python -m msalab workshop down")
     _step(1, f"room for {students} student(s)")
-    room = check_capacity(cluster, students)
+    mesh_on = mesh.installed()
+    if mesh_on and not mesh.reads_shared_config():
+        raise LabError("the mesh was installed before the course gave istiod a second mesh config "
+                       f"({mesh.SHARED_MESH_CONFIG}), where the workshop adds each student's tracing provider",
+                       "python -m msalab mesh install   (updates it in place), then workshop up again")
+    room = check_capacity(cluster, students, meshed=mesh_on)
     print(f"      {room['max_students']} would fit: {room['free']['cpu_m']}m CPU and {room['free']['memory_mi']} MiB free, "
           f"{room['per_student']['cpu_m']}m and {room['per_student']['memory_mi']} MiB each", flush=True)
     # What the cluster must offer, checked before any image is built or pushed.
@@ -335,18 +358,20 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
     _check_architecture(cluster)
     storage = _storage(cluster)
     ingress_class_line = _ingress_class(cluster)
-    mesh_on = mesh.installed()
     print(f"      Part IV: {'each student also gets a namespace inside the mesh' if mesh_on else 'no mesh installed'} "
           f"({'' if mesh_on else 'python -m msalab mesh install, then workshop up, gives them one; '}the instructors' guide: Part IV)",
           flush=True)
     _step(2, "the images: hub and students' servers (built here, cached)")
     hub_image, lab_image = images.build_hub_image(), images.build_lab_image()
+    # Part IV: Lab IV.5's Prometheus, Jaeger and Loki, as the lab finds them on this machine
+    # (a student's server can neither build nor load an image).
+    components = _lab_components() if mesh_on else {}
     if _provider() in ("offline", "kind"):
-        manage.load_images([hub_image, lab_image])
+        manage.load_images([hub_image, lab_image, *components.values()])
     elif _provider() == "external":  # its nodes pull from the registry, the students' shop too
         from .. import images as course_images
-        print("      pushed: " + ", ".join(external.push_images([hub_image, lab_image, course_images.build_shop_image()])),
-              flush=True)
+        pushed = external.push_images([hub_image, lab_image, course_images.build_shop_image(), *components.values()])
+        print("      pushed: " + ", ".join(pushed), flush=True)
         hub_image, lab_image = external.image_ref(hub_image), external.image_ref(lab_image)
     _step(3, "NetworkPolicy enforcement (msalab.workshop.netpol)")
     if _provider() in ("offline", "kind") and not netpol.is_installed(cluster):
@@ -360,7 +385,7 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
               "lab_image": lab_image, "pod_cidr": pod_cidr, "idle_timeout_s": spec()["idle_timeout_s"],
               "hub_namespace": spec()["namespace"], "node_address_rules": _node_address_rules(cluster),
               "node_address": _node_address(cluster), "registry": external.registry(),
-              "mesh_suffix": MESH_SUFFIX if mesh_on else "",
+              "mesh_suffix": MESH_SUFFIX if mesh_on else "", "lab_images": json.dumps(components),
               **{f"server_{k}": v for k, v in spec()["server"].items()}, **quota_values(room, students)}
     values["server_cpu_request"] = _cpu_m(values["server_cpu_request"]) / 1000
     values["server_cpu_limit"] = _cpu_m(values["server_cpu_limit"]) / 1000
@@ -375,6 +400,14 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
           f"  instructor: name {INSTRUCTOR}, password {passwords['admin_password']}\n"
           f"  the board: {url}/services/board/   (python -m msalab workshop status --passwords shows these again)")
     return {"url": url, "students": students, **passwords, "host": values["host"]}
+
+
+def _lab_components() -> dict[str, str]:
+    """name -> image of the components Lab IV.5 deploys (built here where they cannot be pulled)."""
+    from .. import images as course_images
+    from ..mesh import TELEMETRY
+
+    return {name: course_images.component_image(name)[0] for name in TELEMETRY}
 
 
 def hub_url(host: str | None = None, cluster=None) -> str:
@@ -465,7 +498,22 @@ def reset(student: str) -> list[str]:
     cluster.kubectl("delete", "clusterrolebinding", f"msalab-workshop-nodes-{student}", "--ignore-not-found")
     cluster.kubectl("delete", "rolebinding", f"msalab-workshop-{student}", "-n", mesh.SYSTEM_NAMESPACE, "--ignore-not-found",
                     check=False)
+    _forget_tracing_provider(cluster, namespace + MESH_SUFFIX)
     return [f"server of {student}", f"user {student}", f"namespace {namespace}"]
+
+
+def _forget_tracing_provider(cluster, mesh_namespace: str) -> None:
+    """The student's tracing provider out of the workshop's mesh config (hub-mesh.yaml), if there."""
+    found = cluster.kubectl("get", "configmap", mesh.SHARED_MESH_CONFIG, "-n", mesh.SYSTEM_NAMESPACE,
+                            "--ignore-not-found", "-o", "json", check=False)
+    if not found.strip():
+        return
+    config_map = json.loads(found)
+    config = yaml.safe_load(config_map["data"].get("mesh") or "") or {}
+    kept = [p for p in config.get("extensionProviders") or [] if p.get("name") != f"jaeger-otlp-{mesh_namespace}"]
+    if kept != (config.get("extensionProviders") or []):
+        config_map["data"]["mesh"] = yaml.safe_dump({**config, "extensionProviders": kept})
+        cluster.kubectl("replace", "-f", "-", input_text=json.dumps(config_map))
 
 
 def down() -> list[str]:
@@ -478,9 +526,10 @@ def down() -> list[str]:
     for namespace in namespaces:  # the students' and the hub's
         cluster.kubectl("delete", namespace, "--wait=true", "--timeout=180s", "--ignore-not-found")
         removed.append(namespace)
-    # Part IV: the students' read access to the mesh's control plane (student-mesh.yaml).
-    removed += cluster.kubectl("delete", "rolebindings", "-n", mesh.SYSTEM_NAMESPACE, "-l", LABEL, "--ignore-not-found",
-                               "-o", "name", check=False).split()
+    # Part IV: the students' read access to the mesh's control plane (student-mesh.yaml), and the
+    # hub's tracing providers with its right to write them (hub-mesh.yaml).
+    removed += cluster.kubectl("delete", "rolebindings,roles,configmaps", "-n", mesh.SYSTEM_NAMESPACE, "-l", LABEL,
+                               "--ignore-not-found", "-o", "name", check=False).split()
     for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies", "clusterrolebindings", "clusterroles",
                  "persistentvolumes"):
         gone = cluster.kubectl("delete", kind, "-l", LABEL, "--ignore-not-found", "-o", "name", check=False).split()

@@ -44,6 +44,18 @@ def mesh_namespace() -> str | None:
     return os.environ.get("MSALAB_WORKSHOP_MESH_NAMESPACE") or None if namespace() else None
 
 
+def images() -> dict[str, str]:
+    """The images `workshop up` put in the cluster for the labs' components (Lab IV.5's Prometheus,
+    Jaeger and Loki), by name: a student's server can neither build nor load one."""
+    import json
+
+    found = json.loads(os.environ.get("MSALAB_WORKSHOP_IMAGES") or "{}")
+    if not found:
+        raise LabError("this workshop put no images for the labs' components in the cluster: the mesh was not "
+                       "installed when it started", "ask the instructor (the instructors' guide: Part IV)")
+    return found
+
+
 def lab_namespace(name: str) -> str:
     """Which of the student's namespaces a lab's namespace is: the mesh's where it is that one
     (Mesh.meshed_namespace returned it), else the student's own."""
@@ -83,6 +95,12 @@ def kubectl_command() -> list[str]:
     return [kubectl, f"--kubeconfig={kubeconfig()}"]
 
 
+# The accounts labs make (Lab IV.5's Prometheus): not the namespace's default one, nor the
+# workshop's own (the student's, which the server acts as).
+LAB_ACCOUNTS = ("-l", "app.kubernetes.io/part-of!=msalab-workshop",
+                "--field-selector=metadata.name!=default,metadata.name!=student")
+
+
 def _lab_kinds(kubectl) -> list[str]:
     available = kubectl("api-resources", "--namespaced", "-o", "name", check=False).split()
     return [*LAB_KINDS, *(kind for kind in LAB_CUSTOM_KINDS if kind in available)]
@@ -94,6 +112,7 @@ def lab_objects(kubectl, ns: str | None = None) -> list[str]:
     found = kubectl("get", ",".join(_lab_kinds(kubectl)), "-n", ns, "-o", "name",
                     "--field-selector=metadata.name!=kube-root-ca.crt").split()
     found += kubectl("get", "pods", "-n", ns, "-o", "name").split()
+    found += kubectl("get", "serviceaccounts", "-n", ns, "-o", "name", *LAB_ACCOUNTS).split()
     # Istio writes its root certificate (and its revocation list) into every namespace: the
     # mesh's, not a lab's.
     return [name for name in found if not name.startswith(ISTIO_CONFIGMAPS)]
@@ -109,3 +128,4 @@ def empty_namespace(kubectl, ns: str | None = None) -> None:
             "--ignore-not-found", "--wait=true", "--timeout=120s")
     kubectl("delete", "pods", "--all", "-n", ns, "--ignore-not-found",
             "--wait=true", "--timeout=120s", "--grace-period=1")
+    kubectl("delete", "serviceaccounts", "-n", ns, *LAB_ACCOUNTS, "--ignore-not-found")
