@@ -117,11 +117,11 @@ def test_a_students_tracing_goes_to_their_own_jaeger_only(cluster, student):
 
 
 def test_a_student_may_change_only_the_injection_label_of_their_mesh_namespace(cluster, student):
-    code = ("import subprocess\nfrom msalab.cluster import manage\n"
-            "def label(namespace, *labels):\n"
-            "    r = subprocess.run([*manage.kubectl_command(), 'label', 'namespace', namespace, '--overwrite', *labels],\n"
-            "                       capture_output=True, text=True)\n"
-            "    return 'ok' if r.returncode == 0 else ' '.join(r.stderr.split())[:300]\n")
+    label = ("import subprocess\nfrom msalab.cluster import manage\n"
+             "def label(namespace, *labels):\n"
+             "    r = subprocess.run([*manage.kubectl_command(), 'label', 'namespace', namespace, '--overwrite', *labels],\n"
+             "                       capture_output=True, text=True)\n"
+             "    return 'ok' if r.returncode == 0 else ' '.join(r.stderr.split())[:300]\n")
     cases = {
         "injection off": (MESHED, "istio-injection-"),
         "injection on": (MESHED, "istio-injection=enabled"),
@@ -130,7 +130,7 @@ def test_a_student_may_change_only_the_injection_label_of_their_mesh_namespace(c
         "injection in their own namespace": (OWN, "istio-injection=enabled"),
         "another namespace": ("istio-system", "istio-injection=enabled"),
     }
-    code += "".join(f"print({name!r}, '=>', label(*{args!r}))\n" for name, args in cases.items())
+    code = label + "".join(f"print({name!r}, '=>', label(*{args!r}))\n" for name, args in cases.items())
     printed, error = student.run(code, "part4/06-troubleshooting.ipynb")
     assert error is None, printed
     answers = dict(line.split(" => ", 1) for line in printed.strip().splitlines())
@@ -142,7 +142,7 @@ def test_a_student_may_change_only_the_injection_label_of_their_mesh_namespace(c
     assert "istio-injection" not in cluster.core.read_namespace(OWN).metadata.labels
     # A lab stopped while the label is off (Lab IV.6 before its first fix): the mesh still reads
     # as ready, and the next meshed namespace has the label back.
-    printed, error = student.run(code + f"print(label({MESHED!r}, 'istio-injection-'))\n"
+    printed, error = student.run(label + f"print(label({MESHED!r}, 'istio-injection-'))\n"
                                  "from msalab import k8s\nfrom msalab.mesh import Mesh\n"
                                  "print(Mesh(k8s.Cluster()).meshed_namespace('lab-mesh'))", "part4/06-troubleshooting.ipynb")
     assert error is None and printed.split() == ["ok", MESHED], printed
