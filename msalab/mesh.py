@@ -67,7 +67,7 @@ class Mesh:
         (Jaeger in lab-telemetry), or in a workshop the student's own, which the hub adds to the
         mesh config (Jaeger in their mesh namespace; cluster/workshop/hub-mesh.yaml)."""
         if workshop_mode.namespace():
-            return f"{istio.TRACING_PROVIDER}-{namespace}"
+            return istio.student_tracing_provider(namespace)
         return istio.TRACING_PROVIDER
 
     def apply(self, manifest: str, namespace: str, **placeholders: str) -> str:
@@ -361,12 +361,15 @@ def deploy_telemetry(cluster, namespace: str) -> None:
         refs = {name: images.component_image(name)[0] for name in TELEMETRY}
         manage.load_images(list(refs.values()))
     for name in TELEMETRY:
-        text = (MANIFESTS / "telemetry" / f"{name}.yaml").read_text().replace(f"{name.upper()}_IMAGE", refs[name])
-        if workshop_mode.namespace():
-            text = _without_rbac(text)
-        cluster.apply_text(text, namespace)
+        cluster.apply_text(_telemetry_manifest(name).replace(f"{name.upper()}_IMAGE", refs[name]), namespace)
     for name in TELEMETRY:
         cluster.wait_rollout(namespace, name)
+
+
+def _telemetry_manifest(name: str) -> str:
+    """telemetry/NAME.yaml as the lab applies and deletes it: in a workshop, less what grants rights."""
+    text = (MANIFESTS / "telemetry" / f"{name}.yaml").read_text()
+    return _without_rbac(text) if workshop_mode.namespace() else text
 
 
 def _without_rbac(text: str) -> str:
@@ -381,10 +384,7 @@ def _without_rbac(text: str) -> str:
 
 def remove_telemetry(cluster, namespace: str) -> None:
     for name in TELEMETRY:
-        text = (MANIFESTS / "telemetry" / f"{name}.yaml").read_text()
-        if workshop_mode.namespace():
-            text = _without_rbac(text)
-        cluster.kubectl("delete", "-n", namespace, "--ignore-not-found", "-f", "-", input_text=text)
+        cluster.kubectl("delete", "-n", namespace, "--ignore-not-found", "-f", "-", input_text=_telemetry_manifest(name))
 
 
 class LogShipper:

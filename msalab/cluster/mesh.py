@@ -102,6 +102,13 @@ def _iptables_tree() -> Path:
 # -- installing: the same command on both providers ------------------------------------------
 SHARED_MESH_CONFIG = "msalab-shared-mesh-config"  # a ConfigMap in istio-system
 TRACING_PROVIDER = "jaeger-otlp"  # Lab IV.5's Jaeger, in lab-telemetry
+
+
+def student_tracing_provider(mesh_namespace: str) -> str:
+    """A workshop student's own provider, for their Jaeger in their mesh namespace (the hub's
+    jupyterhub_config.py and hub.yaml's admission rule spell the same name)."""
+    return f"{TRACING_PROVIDER}-{mesh_namespace}"
+
 # Both providers: the access log on (labs follow requests by it; upstream Envoy's file logger);
 # Envoy's per-service stats kept (Istio's default inclusion list drops every cluster.inbound|...
 # and cluster.outbound|... stat, which the labs and Prometheus read); and requests sized for a
@@ -244,9 +251,10 @@ def _release_istioctl() -> Path:
 def run_istioctl(*args: str, check: bool = True, timeout_s: float = 120) -> subprocess.CompletedProcess:
     from . import manage
 
-    command = [str(istioctl()), f"--kubeconfig={manage.kubeconfig()}", *args, *_workshop_xds(args)]
+    xds = _workshop_xds(args)
+    command = [str(istioctl()), f"--kubeconfig={manage.kubeconfig()}", *args, *xds]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
-    if check and result.returncode != 0 and _workshop_xds(args) and SYNCZ_HANG in result.stderr:
+    if check and result.returncode != 0 and xds and SYNCZ_HANG in result.stderr:
         raise LabError("istiod does not answer proxy-status: a fault of istiod's that a workshop can meet (a proxy's "
                        "lock taken twice; the instructors' guide, Part IV in a workshop)",
                        "ask the instructor: python -m msalab kubectl -- rollout restart deployment/istiod -n istio-system")

@@ -67,9 +67,8 @@ def lab_needs(meshed: bool = False) -> dict:
 
 def per_student(meshed: bool = False) -> dict:
     """What one student needs reserved (requests): their server, and the pods of one lab."""
-    server, lab = spec()["server"], lab_needs(meshed)
-    return {"cpu_m": _cpu_m(server["cpu_request"]) + lab["cpu_m"],
-            "memory_mi": _memory_mi(server["memory_request"]) + lab["memory_mi"]}
+    server, lab = _requests(spec()["server"]), lab_needs(meshed)
+    return {k: server[k] + lab[k] for k in server}
 
 
 def capacity(cluster, meshed: bool = False) -> dict:
@@ -113,8 +112,7 @@ def quota_values(room: dict, students: int) -> dict:
     equal share of the free room less the server, at least one lab's requests and at most twice
     them; limits up to one lab's limits. Their namespace inside the mesh gets the same, sized
     for a Part IV lab (mesh_quota_*)."""
-    server = spec()["server"]
-    serving = {"cpu_m": _cpu_m(server["cpu_request"]), "memory_mi": _memory_mi(server["memory_request"])}
+    serving = _requests(spec()["server"])
     share = {k: room["free"][k] // students - serving[k] for k in serving}
 
     def bounded(need: dict, key: str) -> int:
@@ -510,7 +508,7 @@ def _forget_tracing_provider(cluster, mesh_namespace: str) -> None:
         return
     config_map = json.loads(found)
     config = yaml.safe_load(config_map["data"].get("mesh") or "") or {}
-    kept = [p for p in config.get("extensionProviders") or [] if p.get("name") != f"jaeger-otlp-{mesh_namespace}"]
+    kept = [p for p in config.get("extensionProviders") or [] if p.get("name") != mesh.student_tracing_provider(mesh_namespace)]
     if kept != (config.get("extensionProviders") or []):
         config_map["data"]["mesh"] = yaml.safe_dump({**config, "extensionProviders": kept})
         cluster.kubectl("replace", "-f", "-", input_text=json.dumps(config_map))
