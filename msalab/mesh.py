@@ -522,6 +522,10 @@ def cost_of_calls(cluster, namespace: str, url: str, rate: float = 100, seconds:
     (scaled to 1,000 calls a second) and memory of every proxy they passed."""
     import time
 
+    # A new pod answers a moment after it is ready: kube-proxy (and, in a workshop, the network
+    # policy enforcer) add its rules after they see it. Measure the path once it answers.
+    cluster.wait_until(lambda: all(status == 200 for status, _ in calls_from(cluster, namespace, "gateway", url, 5)),
+                       f"{url} to answer the gateway's calls", 60, every_s=2)
     before = proxy_usage(cluster, namespace)
     samples = steady_load(cluster, namespace, url, rate, seconds)
     time.sleep(16)  # cAdvisor reads the cgroups every 10-15 s: let it read them after the load

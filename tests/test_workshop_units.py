@@ -357,3 +357,41 @@ def test_a_students_telemetry_manifests_leave_out_what_grants_rights():
     kinds = [line for line in _without_rbac(text).splitlines() if line.startswith("kind: ")]
     assert kinds == ["kind: ServiceAccount", "kind: ConfigMap", "kind: Deployment", "kind: Service"]
     assert "kind: RoleBinding" in text
+
+
+def test_kubelet_metrics_keeps_only_the_namespaces_a_student_may_read():
+    from msalab.workshop import kubelet_metrics
+
+    text = "\n".join([
+        "# HELP container_memory_working_set_bytes Current working set",
+        "# TYPE container_memory_working_set_bytes gauge",
+        'container_memory_working_set_bytes{container="",id="/kubepods/pod1",namespace="ws-ann",pod="catalog-1"} 4.2e+07 1700000000000',
+        'container_memory_working_set_bytes{container="",id="/kubepods/pod2",namespace="ws-bob",pod="catalog-2"} 4.1e+07 1700000000000',
+        'container_memory_working_set_bytes{container="",id="/",image="",name=""} 9e+09 1700000000000',  # the node's
+        # another label's value that spells a namespace label is escaped, so it is no namespace label
+        'container_memory_working_set_bytes{image="x,namespace=\\"ws-ann\\"",namespace="ws-bob",pod="p"} 1',
+        'container_memory_working_set_bytes{namespace = "ws-ann--mesh",pod="q"} 2',
+        "node_cpu_usage_seconds_total 12.5 1700000000000",
+    ])
+    asked = []
+
+    def may_read(namespace):
+        asked.append(namespace)
+        return namespace in ("ws-ann", "ws-ann--mesh")
+
+    shown = kubelet_metrics.visible(text, may_read)
+    assert 'pod="catalog-1"' in shown and 'pod="q"' in shown
+    assert "ws-bob" not in shown.replace('\\"ws-ann\\"', "") and 'pod="p"' not in shown
+    assert 'id="/"' not in shown and "node_cpu_usage_seconds_total" not in shown
+    assert shown.startswith("# HELP container_memory_working_set_bytes")
+    assert set(asked) == {"ws-ann", "ws-bob", "ws-ann--mesh"}
+
+
+@pytest.mark.parametrize("path, served", [
+    ("/nodes/msalab-control-plane/metrics/cadvisor", True), ("/nodes/node-1.example/metrics/resource", True),
+    ("/nodes/n/metrics/probes", False), ("/nodes/n/pods", False), ("/nodes/../api/v1/secrets/metrics/cadvisor", False),
+    ("/nodes/n/metrics/cadvisor?x=1", False), ("/nodes/N/metrics/cadvisor", False)])
+def test_kubelet_metrics_serves_the_two_metrics_paths_only(path, served):
+    from msalab.workshop import kubelet_metrics
+
+    assert bool(kubelet_metrics.PATH.match(path)) == served

@@ -104,6 +104,8 @@ c.KubeSpawner.http_timeout = 120
 c.KubeSpawner.environment = {
     "MSALAB_WORKSHOP_NAMESPACE": PREFIX + "{username}",  # msalab's workshop mode: labs deploy here
     "MSALAB_BOARD_URL": f"http://hub.{HUB_NAMESPACE}.svc.cluster.local:8000/services/board/",
+    # Labs III.6 and IV.7: the kubelet's metrics of the student's own pods (hub.yaml: kubelet-metrics).
+    "MSALAB_KUBELET_METRICS_URL": f"http://kubelet-metrics.{HUB_NAMESPACE}.svc.cluster.local:10102",
     "MSALAB_WORKSHOP_NODE_ADDRESS": env.get("WORKSHOP_NODE_ADDRESS", ""),  # the Ingress's and Gateway's ports
     "MSALAB_REGISTRY": env.get("WORKSHOP_REGISTRY", ""),  # a cluster of the instructor's: labs name images there
 }

@@ -24,7 +24,7 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import ioloop, web
 
-from progress import Store, summary, validate  # beside this file in the hub's image (/opt/board)
+from progress import Store, summary, validate  # beside this file in the hub's image (/opt/services)
 
 class Base(HubOAuthenticated, web.RequestHandler):
     def initialize(self, store: Store, instructors: set[str]) -> None:

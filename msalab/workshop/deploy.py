@@ -35,7 +35,7 @@ INERT_PROVISIONER = "kubernetes.io/host-path"
 POD_CIDR_VARIABLE = "MSALAB_POD_CIDR"
 MESH_SUFFIX = "--mesh"  # a student's namespace inside the mesh: ws-NAME--mesh (no name holds "--")
 SYSTEM_RESERVE = {"cpu_m": 100, "memory_mi": 256}  # room left for the cluster's own bursts
-HUB_NEEDS = {"cpu_m": 100 + 25, "memory_mi": 256 + 64}  # the hub pod + kube-network-policies
+HUB_NEEDS = {"cpu_m": 100 + 10 + 25, "memory_mi": 256 + 32 + 64}  # the hub pod, kubelet-metrics, kube-network-policies
 
 
 def spec() -> dict:
@@ -391,6 +391,7 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
     cluster.kubectl("apply", "-f", "-", input_text=_manifests(cluster, values, passwords, hub_image, storage, ingress_class_line))
     _step(5, "waiting for the hub to be ready")
     cluster.wait_rollout(spec()["namespace"], "hub", timeout_s=300)
+    cluster.wait_rollout(spec()["namespace"], "kubelet-metrics", timeout_s=120)
     _step(6, "the hub answers through the Ingress")
     url = hub_url(values["host"])
     cluster.wait_until(lambda: _get(url + "/hub/health", values["host"]) == 200, f"the hub at {url}", 60)

@@ -1,7 +1,8 @@
 """The workshop's two images, built here as the course's other images are: Debian packages
 (debootstrap) for the base, wheels from PyPI, configurable-http-proxy from npm.
 
-- the hub (msalab/workshop-hub): JupyterHub, KubeSpawner, the idle culler, the proxy, the board;
+- the hub (msalab/workshop-hub): JupyterHub, KubeSpawner, the idle culler, the proxy, the board and
+  the kubelet-metrics service;
 - a student's server (msalab/workshop-lab): JupyterLab, the course, kubectl, istioctl and Part II's
   components' binaries (the same ones the offline component images hold).
 
@@ -21,7 +22,8 @@ from .. import engine, images, paths
 from ..errors import LabError
 
 WORKSHOP = paths.REPO / "cluster" / "workshop"
-BOARD_FILES = [Path(__file__).with_name(name) for name in ("board.py", "progress.py")]  # the board service
+# The hub image's own services: the progress board, and the kubelet's metrics for students.
+SERVICE_FILES = [Path(__file__).with_name(name) for name in ("board.py", "progress.py", "kubelet_metrics.py")]
 # What a student's server needs of the repository: the helper package, the shop (Parts I and
 # II run it as processes), the manifests the labs apply, the labs, the pins.
 COURSE_PARTS = ("msalab", "lab-services/shop", "lab-services/requirements.txt", "cluster/shop", "cluster/labs",
@@ -112,7 +114,7 @@ def _digest(*parts: bytes | Path) -> str:
 
 def hub_ref() -> str:
     dockerfile = WORKSHOP / "hub.Dockerfile"
-    return f"{spec()['hub_image']['name']}:{spec()['jupyterhub']}-{_digest(hub_requirements().encode(), constraints().encode(), dockerfile, *BOARD_FILES, spec()['configurable_http_proxy'].encode())}"
+    return f"{spec()['hub_image']['name']}:{spec()['jupyterhub']}-{_digest(hub_requirements().encode(), constraints().encode(), dockerfile, *SERVICE_FILES, spec()['configurable_http_proxy'].encode())}"
 
 
 def lab_ref() -> str:
@@ -160,9 +162,9 @@ def build_hub_image() -> str:
 
     def fill(context: Path) -> None:
         shutil.copytree(_chp(), context / "chp", symlinks=True)
-        (context / "board").mkdir()
-        for source in BOARD_FILES:
-            shutil.copy(source, context / "board" / source.name)
+        (context / "services").mkdir()
+        for source in SERVICE_FILES:
+            shutil.copy(source, context / "services" / source.name)
 
     _build(ref, WORKSHOP / "hub.Dockerfile", hub_requirements(), _base(spec()["hub_image"]), fill)
     _remove_older(ref)

@@ -68,6 +68,33 @@ def node_address() -> str | None:
     return os.environ.get("MSALAB_WORKSHOP_NODE_ADDRESS") or None if namespace() else None
 
 
+def kubelet_metrics(node: str, path: str) -> str:
+    """The kubelet's metrics of the student's own pods, from the workshop's kubelet-metrics service
+    (msalab/workshop/kubelet_metrics.py): a student may not read the kubelet through the node's
+    proxy, a right that reaches every pod on the node."""
+    import urllib.error
+    import urllib.request
+
+    url = os.environ.get("MSALAB_KUBELET_METRICS_URL")
+    if not url:
+        raise LabError("this server was started without the workshop's kubelet-metrics service (an older workshop)",
+                       "ask the instructor to run python -m msalab workshop up again, then restart your server from "
+                       "the hub's home page")
+    token = (ACCOUNT / "token").read_text().strip()
+    request = urllib.request.Request(f"{url.rstrip('/')}/nodes/{node}/{path}", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.read().decode()
+    except urllib.error.HTTPError as err:
+        detail = err.read().decode(errors="replace").strip()
+        raise LabError(f"the workshop's kubelet-metrics service answered {err.code}: {detail}",
+                       "restart your server from the hub's home page; if it persists, the instructor runs "
+                       "kubectl logs deploy/kubelet-metrics -n <the workshop's namespace>") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise LabError(f"the workshop's kubelet-metrics service did not answer ({err})",
+                       "the instructor runs python -m msalab workshop status") from None
+
+
 def kubeconfig() -> str:
     """A kubeconfig for the student's ServiceAccount (written each time: a restarted server
     has a new token), in the student's home."""

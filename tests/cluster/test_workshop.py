@@ -1,6 +1,7 @@
 """A classroom on the course cluster: `workshop up` with 3 students, each logged in through
 the hub's real login form, each server running a Part III lab step in its own namespace,
-the steps on the board, and the isolation between students tested with real requests."""
+the steps on the board, and the isolation between students tested with real requests. Lab III.6
+runs whole in a server, its kubelet metrics from the workshop's kubelet-metrics service."""
 
 from __future__ import annotations
 
@@ -187,6 +188,41 @@ def test_a_pod_cannot_reach_another_students_pod(cluster, students):
         cluster.delete_namespace(control)
 
 
+def test_a_student_reads_the_kubelets_metrics_of_their_own_pods_only(students):
+    # Lab III.6's read, in ann's server: cAdvisor's series, through the workshop's kubelet-metrics
+    # service. Every student has a shop pod running by now; ann sees her own, and no namespace
+    # she may not list pods in (istio-system only where the mesh is installed, whose pods she may list).
+    code = """
+import json
+from msalab import k8s, promtext
+text = k8s.Cluster().kubelet_metrics("metrics/cadvisor")
+series = promtext.samples(text, "container_memory_working_set_bytes")
+print(json.dumps({"namespaces": sorted({labels.get("namespace") for labels, _ in series}),
+                  "pods": sorted({labels["pod"] for labels, _ in series if labels.get("namespace") == "%s"})}))
+""" % f"{PREFIX}ann"
+    printed, error = students["ann"].run(code)
+    assert error is None, f"{error}\n{printed}"
+    seen = json.loads(printed.strip().splitlines()[-1])
+    assert f"{PREFIX}ann" in seen["namespaces"] and "shop-pod" in seen["pods"], seen
+    assert set(seen["namespaces"]) <= {f"{PREFIX}ann", f"{PREFIX}ann{deploy.MESH_SUFFIX}", "istio-system"}, seen
+    # A token the API server does not know, and none at all: refused, each with the reason.
+    code = """
+import os, urllib.request, urllib.error
+url = os.environ["MSALAB_KUBELET_METRICS_URL"] + "/nodes/" + __import__("msalab.k8s").k8s.Cluster().node_name() + "/metrics/cadvisor"
+for headers in ({"Authorization": "Bearer not-a-token"}, {}):
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10)
+        print("answered")
+    except urllib.error.HTTPError as err:
+        print(err.code, err.read().decode().strip())
+"""
+    printed, error = students["ann"].run(code)
+    assert error is None, error
+    wrong, missing = printed.strip().splitlines()
+    assert wrong.startswith("401") and "does not accept this token" in wrong, printed
+    assert missing.startswith("401") and "no token" in missing, printed
+
+
 def test_the_quota_stops_a_student_taking_the_cluster(cluster, students):
     code = """
 import json
@@ -211,6 +247,17 @@ print(json.dumps(json.loads(cluster.kubectl("get", "replicasets", "-n", ns, "-o"
     running = cluster.core.list_namespaced_pod(f"{PREFIX}cho", label_selector="app=greedy").items
     assert 0 < len(running) < 40
     students["cho"].run("from msalab import k8s; k8s.Cluster().delete_namespace('greedy')")
+
+
+def test_lab_three_six_runs_inside_a_students_server(cluster, students):
+    """Lab III.6 (monitoring, layer by layer), every cell as Run All: its cAdvisor reads come
+    from the workshop's kubelet-metrics service, which shows the student their own pods only."""
+    lab = "part3/06-monitoring.ipynb"
+    cells, error, printed = students["cho"].run_lab(lab)
+    assert error is None, f"cell {cells}: {error}\n{printed[-2000:]}"
+    rows = [r for r in students["cho"].board("GET").json()["reports"] if r["lab"] == lab.removesuffix(".ipynb")]
+    assert all(r["passed"] for r in rows) and any("cAdvisor" in r["step"] for r in rows), rows
+    assert cluster.kubectl("get", "deployments,pods", "-n", f"{PREFIX}cho", "-o", "name").strip() == ""  # cleaned up
 
 
 def test_part_two_runs_inside_a_students_server(students):

@@ -1,5 +1,5 @@
 """Part IV in a classroom: with the mesh installed before `workshop up`, each student has a
-second namespace inside the mesh (ws-NAME--mesh). A student runs Labs IV.1 and IV.6 end to end
+second namespace inside the mesh (ws-NAME--mesh). A student runs Labs IV.1, IV.6 and IV.7 end to end
 in their server; their tracing provider is theirs, and a Telemetry may name no other; they may turn injection on and off
 for their mesh namespace and change nothing else of a namespace; istiod tells them about their
 own proxies only, through the one token they may mint; the mesh namespace admits Istio's init
@@ -96,6 +96,18 @@ def test_lab_four_six_runs_inside_a_students_server(cluster, student):
     assert cluster.kubectl("get", "deployments,pods,serviceaccounts", "-n", MESHED, "-o", "name",
                            "--field-selector=metadata.name!=default").strip() == ""  # the lab cleaned up
     assert cluster.core.read_namespace(MESHED).metadata.labels["istio-injection"] == "enabled"
+
+
+def test_lab_four_seven_runs_inside_a_students_server(cluster, student):
+    """Lab IV.7 (what the proxies cost), every cell as Run All: the proxies' CPU and memory come
+    from cAdvisor through the workshop's kubelet-metrics service (the student's own pods only)."""
+    lab = "part4/07-costs.ipynb"
+    cells, error, printed = student.run_lab(lab)
+    assert error is None, f"cell {cells}: {error}\n{printed[-2000:]}"
+    rows = [r for r in student.board("GET").json()["reports"] if r["lab"] == lab.removesuffix(".ipynb")]
+    assert all(r["passed"] for r in rows) and any("cAdvisor measured" in r["step"] for r in rows), rows
+    for namespace in (OWN, MESHED):  # the lab cleaned up
+        assert cluster.kubectl("get", "deployments,pods", "-n", namespace, "-o", "name").strip() == ""
 
 
 def test_a_students_tracing_goes_to_their_own_jaeger_only(cluster, student):
