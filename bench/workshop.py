@@ -77,7 +77,7 @@ def rows(found: dict) -> tuple[list[tuple], list[tuple]]:
         ("memory per student (server + the shop)", f"{per['memory_mi']:.0f} MiB"),
         ("CPU per student, idle after the lab", f"{per['cpu_m']:.0f}m"),
         ("disk per student (their home)", f"{per['home_mi']:.1f} MiB, plus the lab image once per node"),
-        ("the hub (hub, proxy, culler, board)", f"{found['hub']['memory_mi']:.0f} MiB, {found['hub']['cpu_m']:.0f}m CPU"),
+        ("the hub (hub, proxy, culler, board, kubelet-metrics)", f"{found['hub']['memory_mi']:.0f} MiB, {found['hub']['cpu_m']:.0f}m CPU"),
     ]
     by_memory = int((TARGET["memory_mi"] - found["hub"]["memory_mi"]) // per["memory_mi"])
     need = deploy.per_student()

@@ -221,11 +221,11 @@ class Cluster:
 
     def kubelet_metrics(self, path: str = "metrics/cadvisor") -> str:
         """The kubelet's Prometheus text (metrics/cadvisor: per container; metrics/resource:
-        what metrics-server reads), through the API server's node proxy. In a workshop, from the
-        workshop's service that serves each student their own pods' series (the node's proxy
-        would reach every pod on the node)."""
-        if workshop_mode.namespace():
-            return workshop_mode.kubelet_metrics(self.node_name(), path)
+        what metrics-server reads), through the API server's node proxy (the course clusters have
+        one node). In a workshop, from the workshop's service that serves each student their own
+        pods' series, of every node (the node's proxy would reach every pod on the node)."""
+        if workshop_mode.namespace():  # each node's, where a workshop's cluster has several
+            return "".join(workshop_mode.kubelet_metrics(node.metadata.name, path) for node in self.core.list_node().items)
         return self.core.connect_get_node_proxy_with_path(self.node_name(), path)
 
     def cadvisor_by_pod(self, namespace: str, metric: str, pod: str | None = None) -> dict[str, tuple[float, float | None]]:

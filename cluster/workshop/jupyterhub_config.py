@@ -133,6 +133,7 @@ CREATE = {  # kind -> (API class, create method, namespaced)
     "NetworkPolicy": (k8s.NetworkingV1Api, "create_namespaced_network_policy", True),
 }
 TOKEN_HOURS = 12  # a workshop day; a server started again gets a new token
+METRICS_AUDIENCE = "msalab-kubelet-metrics"  # = msalab/workshop/kubelet_metrics.py's AUDIENCE
 # Part IV: each student's tracing provider, in the mesh config the hub may rewrite
 # (cluster/workshop/hub-mesh.yaml says why). Its name is the one msalab.mesh gives Lab IV.5
 # in the student's server.
@@ -196,11 +197,20 @@ async def create_student_objects(spawner):
             spawner.log.warning("no tracing provider for %s (Lab IV.5 will see no spans): %s; "
                                 "python -m msalab workshop down, mesh install, workshop up", name, err)
     core = k8s.CoreV1Api(api_client)
-    request = {"spec": {"expirationSeconds": TOKEN_HOURS * 3600}}
-    token = (await core.create_namespaced_service_account_token("student", namespace, request)).status.token
+
+    async def token_for(*audiences):  # none: the API server's own
+        request = {"spec": {"expirationSeconds": TOKEN_HOURS * 3600, **({"audiences": list(audiences)} if audiences else {})}}
+        return (await core.create_namespaced_service_account_token("student", namespace, request)).status.token
+
+    # Two tokens of the student's account: the API server's, and one only the kubelet-metrics
+    # service accepts (its audience), which crosses the pod network in plain HTTP: taken from
+    # there, it is no use at the API server.
+    token = await token_for()
+    metrics_token = await token_for(METRICS_AUDIENCE)
     secret = {"metadata": {"name": f"student-token-{name}", "labels": {"app.kubernetes.io/part-of": "msalab-workshop",
                                                                       "msalab.dev/student": name}},
-              "stringData": {"token": token, "ca.crt": open(CA).read(), "namespace": namespace}}
+              "stringData": {"token": token, "kubelet-metrics-token": metrics_token, "ca.crt": open(CA).read(),
+                             "namespace": namespace}}
     try:
         await core.create_namespaced_secret(HUB_NAMESPACE, secret)
     except ApiException as err:

@@ -71,28 +71,29 @@ def node_address() -> str | None:
 def kubelet_metrics(node: str, path: str) -> str:
     """The kubelet's metrics of the student's own pods, from the workshop's kubelet-metrics service
     (msalab/workshop/kubelet_metrics.py): a student may not read the kubelet through the node's
-    proxy, a right that reaches every pod on the node."""
+    proxy, a right that reaches every pod on the node. It takes the token the hub minted for it."""
     import urllib.error
     import urllib.request
 
-    url = os.environ.get("MSALAB_KUBELET_METRICS_URL")
-    if not url:
+    url, token = os.environ.get("MSALAB_KUBELET_METRICS_URL"), ACCOUNT / "kubelet-metrics-token"
+    if not url or not token.exists():
         raise LabError("this server was started without the workshop's kubelet-metrics service (an older workshop)",
                        "ask the instructor to run python -m msalab workshop up again, then restart your server from "
                        "the hub's home page")
-    token = (ACCOUNT / "token").read_text().strip()
-    request = urllib.request.Request(f"{url.rstrip('/')}/nodes/{node}/{path}", headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(f"{url.rstrip('/')}/nodes/{node}/{path}",
+                                     headers={"Authorization": f"Bearer {token.read_text().strip()}"})
+    logs = "python -m msalab kubectl -- logs -n msalab-workshop deploy/kubelet-metrics"
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.read().decode()
     except urllib.error.HTTPError as err:
         detail = err.read().decode(errors="replace").strip()
-        raise LabError(f"the workshop's kubelet-metrics service answered {err.code}: {detail}",
-                       "restart your server from the hub's home page; if it persists, the instructor runs "
-                       "kubectl logs deploy/kubelet-metrics -n <the workshop's namespace>") from None
+        fix = "restart your server from the hub's home page (a fresh token)" if err.code == 401 else \
+            f"run the step again; if it persists, the instructor reads {logs}"
+        raise LabError(f"the workshop's kubelet-metrics service answered {err.code}: {detail}", fix) from None
     except (urllib.error.URLError, OSError) as err:
         raise LabError(f"the workshop's kubelet-metrics service did not answer ({err})",
-                       "the instructor runs python -m msalab workshop status") from None
+                       f"the instructor reads {logs}") from None
 
 
 def kubeconfig() -> str:

@@ -205,11 +205,15 @@ print(json.dumps({"namespaces": sorted({labels.get("namespace") for labels, _ in
     seen = json.loads(printed.strip().splitlines()[-1])
     assert f"{PREFIX}ann" in seen["namespaces"] and "shop-pod" in seen["pods"], seen
     assert set(seen["namespaces"]) <= {f"{PREFIX}ann", f"{PREFIX}ann{deploy.MESH_SUFFIX}", "istio-system"}, seen
-    # A token the API server does not know, and none at all: refused, each with the reason.
+    # Refused, each with the reason: the student's token for the API server (the service takes
+    # only tokens minted for it, so one taken on the way is no use at the API server), a token
+    # nobody issued, none at all.
     code = """
 import os, urllib.request, urllib.error
-url = os.environ["MSALAB_KUBELET_METRICS_URL"] + "/nodes/" + __import__("msalab.k8s").k8s.Cluster().node_name() + "/metrics/cadvisor"
-for headers in ({"Authorization": "Bearer not-a-token"}, {}):
+from msalab import k8s
+url = os.environ["MSALAB_KUBELET_METRICS_URL"] + "/nodes/" + k8s.Cluster().node_name() + "/metrics/cadvisor"
+api_token = open("/var/run/secrets/msalab-workshop/token").read().strip()
+for headers in ({"Authorization": "Bearer " + api_token}, {"Authorization": "Bearer not-a-token"}, {}):
     try:
         urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10)
         print("answered")
@@ -218,7 +222,8 @@ for headers in ({"Authorization": "Bearer not-a-token"}, {}):
 """
     printed, error = students["ann"].run(code)
     assert error is None, error
-    wrong, missing = printed.strip().splitlines()
+    api, wrong, missing = printed.strip().splitlines()[-3:]
+    assert api.startswith("401") and "does not accept this token" in api, printed
     assert wrong.startswith("401") and "does not accept this token" in wrong, printed
     assert missing.startswith("401") and "no token" in missing, printed
 
@@ -247,6 +252,16 @@ print(json.dumps(json.loads(cluster.kubectl("get", "replicasets", "-n", ns, "-o"
     running = cluster.core.list_namespaced_pod(f"{PREFIX}cho", label_selector="app=greedy").items
     assert 0 < len(running) < 40
     students["cho"].run("from msalab import k8s; k8s.Cluster().delete_namespace('greedy')")
+
+
+def test_the_hub_mints_tokens_of_students_accounts_only(cluster, students):
+    # The hub's account may mint tokens (its students'), and kubelet-metrics' right reads every
+    # pod's metrics: the hub's admission policy keeps the one from reaching the other.
+    hub = f"--as=system:serviceaccount:{deploy.spec()['namespace']}:hub"
+    own = cluster.kubectl("create", "token", "student", "-n", f"{PREFIX}ann", "--duration=10m", hub)
+    assert own.count(".") == 2  # a JWT
+    with pytest.raises(LabError, match="mints tokens of the students' accounts only"):
+        cluster.kubectl("create", "token", "kubelet-metrics", "-n", deploy.spec()["namespace"], "--duration=10m", hub)
 
 
 def test_lab_three_six_runs_inside_a_students_server(cluster, students):
