@@ -9,6 +9,7 @@ import string
 import yaml
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 from kubernetes_asyncio import client as k8s
+from kubelet_metrics import AUDIENCE as METRICS_AUDIENCE, PORT as METRICS_PORT  # beside the board, in /opt/services
 from kubernetes_asyncio.client.rest import ApiException
 from tornado import web
 
@@ -105,7 +106,7 @@ c.KubeSpawner.environment = {
     "MSALAB_WORKSHOP_NAMESPACE": PREFIX + "{username}",  # msalab's workshop mode: labs deploy here
     "MSALAB_BOARD_URL": f"http://hub.{HUB_NAMESPACE}.svc.cluster.local:8000/services/board/",
     # Labs III.6 and IV.7: the kubelet's metrics of the student's own pods (hub.yaml: kubelet-metrics).
-    "MSALAB_KUBELET_METRICS_URL": f"http://kubelet-metrics.{HUB_NAMESPACE}.svc.cluster.local:10102",
+    "MSALAB_KUBELET_METRICS_URL": f"http://kubelet-metrics.{HUB_NAMESPACE}.svc.cluster.local:{METRICS_PORT}",
     "MSALAB_WORKSHOP_NODE_ADDRESS": env.get("WORKSHOP_NODE_ADDRESS", ""),  # the Ingress's and Gateway's ports
     "MSALAB_REGISTRY": env.get("WORKSHOP_REGISTRY", ""),  # a cluster of the instructor's: labs name images there
 }
@@ -133,7 +134,6 @@ CREATE = {  # kind -> (API class, create method, namespaced)
     "NetworkPolicy": (k8s.NetworkingV1Api, "create_namespaced_network_policy", True),
 }
 TOKEN_HOURS = 12  # a workshop day; a server started again gets a new token
-METRICS_AUDIENCE = "msalab-kubelet-metrics"  # = msalab/workshop/kubelet_metrics.py's AUDIENCE
 # Part IV: each student's tracing provider, in the mesh config the hub may rewrite
 # (cluster/workshop/hub-mesh.yaml says why). Its name is the one msalab.mesh gives Lab IV.5
 # in the student's server.

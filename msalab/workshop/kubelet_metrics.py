@@ -39,7 +39,7 @@ PATH = re.compile(r"^/nodes/([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)/(metrics/cadv
 # A sample's namespace label. Inside a label value every '"' is escaped, so '{namespace="' or
 # ',namespace="' can only start the label itself, never appear within another's value.
 NAMESPACE_LABEL = re.compile(r'[{,]\s*namespace\s*=\s*"((?:[^"\\]|\\.)*)"')
-PORT = 10102  # hub.yaml's Service kubelet-metrics
+PORT = 10102  # hub.yaml's Service kubelet-metrics (the hub's config reads both from here)
 AUDIENCE = "msalab-kubelet-metrics"  # the tokens the hub mints for it (jupyterhub_config.py)
 REVIEW_S = 30  # how long the API server's answer about a token or a namespace is reused
 KUBELET_S = 5  # how long one read of a kubelet serves every request
