@@ -13,7 +13,7 @@ SKIP_KIND_ONLY = skip=$$($(PY) -c 'from msalab import paths; print(" ".join("--i
 	$(PY) -c 'from msalab import paths; [print(f"skipped labs/{k}: {v}") for k, v in paths.kind_only_labs().items()]'
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
 
-.PHONY: up setup venv docker images book browser test prebuild test-book test-services test-labs test-cluster test-kind cluster cluster-down bench bench-cluster bench-mesh bench-workshop labs clean
+.PHONY: up setup venv docker images book browser test prebuild test-book test-services test-labs test-cluster test-kind cluster cluster-down bench bench-cluster bench-mesh bench-workshop soak-istiod labs clean
 
 up: setup
 	$(PY) -m msalab doctor || true
@@ -138,6 +138,11 @@ bench-workshop: venv
 # against a plain Envoy in one run, and istiod's push time for 10, 50 and 100 services.
 bench-mesh: venv
 	$(PY) -m bench.mesh
+
+# Does proxy-status over istiod's XDS port hang while configuration changes? (needs the mesh;
+# SOAK_SECONDS, default 900). The fix it checks: cluster/offline/istio-debug-syncz-lock.patch.
+soak-istiod: venv
+	$(PY) -m bench.istiod_soak
 
 clean:
 	-$(PY) -m msalab clean

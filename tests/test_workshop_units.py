@@ -397,3 +397,22 @@ def test_kubelet_metrics_serves_the_two_metrics_paths_only(path, served):
     from msalab.workshop import kubelet_metrics
 
     assert bool(kubelet_metrics.PATH.match(path)) == served
+
+
+def test_kubelet_metrics_unreachable_names_the_services_logs_in_the_workshops_namespace(monkeypatch, tmp_path):
+    """A server whose kubelet-metrics service does not answer: the hint reads its logs where the
+    workshop put it (versions.yaml workshop.namespace)."""
+    import socket
+
+    from msalab.workshop import mode
+
+    with socket.socket() as probe:  # a port nothing listens on: connection refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "kubelet-metrics-token").write_text("a-token\n")
+    monkeypatch.setattr(mode, "ACCOUNT", tmp_path)
+    monkeypatch.setenv("MSALAB_KUBELET_METRICS_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(LabError) as caught:
+        mode.kubelet_metrics("node-1", "metrics/cadvisor")
+    assert "did not answer" in caught.value.args[0]
+    assert f"logs -n {paths.versions()['workshop']['namespace']} deploy/kubelet-metrics" in str(caught.value)

@@ -344,6 +344,34 @@ def _build_in_module(name: str, module: str, version: str, package: str, flags: 
     return bin_dir
 
 
+def build_patched_module(name: str, module: str, version: str, build_tag: str, patches: list[Path],
+                         flags: list[str], packages: list[str]) -> Path:
+    """Commands of a module built in a writable copy with fixes applied (git apply, in order),
+    cached under VERSION-BUILD_TAG: the tag names the fixes, so a changed fix builds again.
+    (go refuses -overlay for files in the module cache, and `go install pkg@version` any edit.)"""
+    key = f"{version}-{build_tag}"
+
+    def build() -> Path:
+        root = build_root(name, key)
+        src = root / "src"
+        shutil.rmtree(src, ignore_errors=True)
+        writable_copy(download_module(module, version), src)
+        for patch in patches:
+            # Outside any repository (the ceiling), git apply patches the folder as patch(1) would.
+            applied = subprocess.run(["git", "apply", "--verbose", str(patch)], cwd=src, capture_output=True, text=True,
+                                     env={**os.environ, "GIT_CEILING_DIRECTORIES": str(src.parent)})
+            if applied.returncode != 0:
+                raise LabError(f"{patch.name} does not apply to {module}@{version}: {applied.stderr.strip()[-300:]}",
+                               "update the patch for this version, or remove it from versions.yaml")
+        (root / "bin").mkdir(parents=True, exist_ok=True)
+        args = ["build", "-trimpath", *flags, "-o", str(root / "bin") + "/", *[f"./{package}" for package in packages]]
+        bin_dir = _simple_build(name, key, args, src)
+        shutil.rmtree(src, ignore_errors=True)  # the copy is only needed to build
+        return bin_dir
+
+    return _once(name, key, build)
+
+
 def writable_copy(source: Path, target: Path) -> Path:
     """A copy of a folder of the Go module cache (whose files are read-only) that can be written to."""
     shutil.copytree(source, target)

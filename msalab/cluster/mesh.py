@@ -14,6 +14,7 @@ no ambient mode) is said in the book where it matters.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -38,32 +39,43 @@ def spec() -> dict:
 
 
 def _ldflags(s: dict) -> str:
-    """Hub and tag in the binaries: istioctl's default images are then the ones built here."""
+    """Hub and version in the binaries: istioctl's default images are then the ones built here
+    (hub/NAME:buildVersion, the upstream tag; install_command sets the fixes' tag). buildTag,
+    shown by `istioctl version -o json`, names the fixes."""
     info = {"buildVersion": s["offline_tag"], "buildGitRevision": s["commit"], "buildStatus": "Clean",
-            "buildTag": s["offline_tag"], "buildHub": s["hub"], "buildOS": "linux", "buildArch": "amd64"}
+            "buildTag": image_tag(), "buildHub": s["hub"], "buildOS": "linux", "buildArch": "amd64"}
     return " ".join(f"-X istio.io/istio/pkg/version.{key}={value}" for key, value in info.items())
+
+
+def _patches() -> list[Path]:
+    return [paths.REPO / patch for patch in spec().get("patches", [])]
+
+
+def image_tag() -> str:
+    """The tag of the images built here: the upstream tag, plus the digest of the fixes the
+    build carries (versions.yaml mesh.istio.patches), so a changed fix is never served from a
+    cached binary, image or node."""
+    digest = hashlib.sha256(b"".join(patch.read_bytes() for patch in _patches())).hexdigest()[:10]
+    return f"{spec()['offline_tag']}-msalab.{digest}" if _patches() else spec()["offline_tag"]
 
 
 def build_binaries() -> dict[str, Path]:
     """pilot-discovery and istioctl (one build), pilot-agent (other tags): Istio's Makefile tags.
-    `make test` starts these builds in the background early (msalab.prebuild); a later
-    `mesh install` waits for them (gobuild's build lock) instead of building them twice."""
+    All three are built in a copy of the module with the course's fixes applied. `make test`
+    starts these builds in the background early (msalab.prebuild); a later `mesh install`
+    waits for them (gobuild's build lock) instead of building them twice."""
     s = spec()
-    bins = {}
-    for name, tags, commands in (("istio", "vtprotobuf,disable_pgv", ["pilot/cmd/pilot-discovery", "istioctl/cmd/istioctl"]),
-                                 ("istio-agent", "agent,disable_pgv,grpcnotrace,retrynotrace", ["pilot/cmd/pilot-agent"])):
-        root = gobuild.build_root(name, s["version"])
-        args = ["install", "-trimpath", "-tags", tags, "-ldflags", f"-s -w {_ldflags(s)}",
-                *[f"{s['module']}/{command}@{s['version']}" for command in commands]]
-        bins[name] = gobuild._simple_build(name, s["version"], args, GOBIN=str(root / "bin"), GOFLAGS="")
-    return bins
+    return {name: gobuild.build_patched_module(name, s["module"], s["version"], image_tag(), _patches(),
+                                               ["-tags", tags, "-ldflags", f"-s -w {_ldflags(s)}"], commands)
+            for name, tags, commands in (("istio", "vtprotobuf,disable_pgv", ["pilot/cmd/pilot-discovery", "istioctl/cmd/istioctl"]),
+                                         ("istio-agent", "agent,disable_pgv,grpcnotrace,retrynotrace", ["pilot/cmd/pilot-agent"]))}
 
 
 def build_images(envoy_image: str) -> list[str]:
     """pilot and proxyv2 under the release names (hub/pilot:tag), so istioctl's defaults fit."""
     s = spec()
     bins = build_binaries()
-    pilot, proxy = f"{s['hub']}/pilot:{s['offline_tag']}", f"{s['hub']}/proxyv2:{s['offline_tag']}"
+    pilot, proxy = f"{s['hub']}/pilot:{image_tag()}", f"{s['hub']}/proxyv2:{image_tag()}"
     build_small_image(pilot, {"pilot-discovery": bins["istio"] / "pilot-discovery"},
                       "FROM scratch\nCOPY pilot-discovery /usr/local/bin/pilot-discovery\nUSER 1337:1337\n"
                       "ENTRYPOINT [\"/usr/local/bin/pilot-discovery\"]\n")
@@ -148,14 +160,15 @@ def install() -> str:
 def built_here(provider: str) -> bool:
     """Istio built from the Go module proxy (the offline cluster, and kind on the course's own
     node image, where nothing can be pulled), or the release (kind on its published image).
-    In a workshop student's server, the instructor's install tells: istiod's image is tagged
-    offline_tag when it was built here."""
+    In a workshop student's server, the instructor's install tells: istiod's image is the
+    build's (hub/pilot:offline_tag, with the fixes' suffix) when it was built here. (The server
+    has no copy of the fixes, so it does not compute image_tag().)"""
     if provider == "offline":
         return True
     if provider == "workshop":
         image = _kubectl("get", "deployment", "istiod", "-n", SYSTEM_NAMESPACE,
                          "-o", "jsonpath={.spec.template.spec.containers[0].image}")
-        return image == f"{spec()['hub']}/pilot:{spec()['offline_tag']}"
+        return image.split("-msalab.")[0] == f"{spec()['hub']}/pilot:{spec()['offline_tag']}"
     from . import kind
 
     return bool(kind.setup().get("course_node"))
@@ -166,7 +179,10 @@ def version(provider: str) -> str:
 
 
 def install_command(provider: str) -> list[str]:
-    settings = [*COURSE_SETTINGS, *(OFFLINE_SETTINGS if built_here(provider) else _release_images())]
+    # The images built here carry the course's fixes in their tag (image_tag); istioctl's own
+    # default tag is the version it reports (buildVersion), the upstream one.
+    built = [*OFFLINE_SETTINGS, f"tag={image_tag()}"]
+    settings = [*COURSE_SETTINGS, *(built if built_here(provider) else _release_images())]
     return ["install", "-y", *[arg for setting in settings for arg in ("--set", setting)]]
 
 
@@ -221,7 +237,6 @@ def istioctl(provider: str | None = None) -> Path:
 def _release_istioctl() -> Path:
     """The release's istioctl from GitHub, checked against the .sha256 file published beside
     it, cached by version. (Not reachable on the machines the course is built on: kind only.)"""
-    import hashlib
     import io
     import tarfile
 
@@ -255,8 +270,9 @@ def run_istioctl(*args: str, check: bool = True, timeout_s: float = 120) -> subp
     command = [str(istioctl()), f"--kubeconfig={manage.kubeconfig()}", *args, *xds]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     if check and result.returncode != 0 and xds and SYNCZ_HANG in result.stderr:
-        raise LabError("istiod does not answer proxy-status: a fault of istiod's that a workshop can meet (a proxy's "
-                       "lock taken twice; the instructors' guide, Part IV in a workshop)",
+        raise LabError("istiod does not answer proxy-status: a fault of Istio's released istiod that a workshop can meet "
+                       "(a proxy's lock taken twice; the course's own build has the fix; the instructors' guide, "
+                       "Part IV in a workshop)",
                        "ask the instructor: python -m msalab kubectl -- rollout restart deployment/istiod -n istio-system")
     if check and result.returncode != 0:
         raise LabError(f"istioctl {' '.join(args[:2])} failed: {(result.stderr or result.stdout).strip()[-400:]}",

@@ -82,7 +82,9 @@ def kubelet_metrics(node: str, path: str) -> str:
                        "the hub's home page")
     request = urllib.request.Request(f"{url.rstrip('/')}/nodes/{node}/{path}",
                                      headers={"Authorization": f"Bearer {token.read_text().strip()}"})
-    logs = "python -m msalab kubectl -- logs -n msalab-workshop deploy/kubelet-metrics"
+    from .. import paths
+
+    logs = f"python -m msalab kubectl -- logs -n {paths.versions()['workshop']['namespace']} deploy/kubelet-metrics"
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.read().decode()
