@@ -85,7 +85,7 @@ def main() -> int:
             loop.start()
         while not soak.stop.is_set() and time.monotonic() - started < seconds:
             print(f"  {time.monotonic() - started:5.0f} s: {soak.counts}", flush=True)
-            soak.stop.wait(60)
+            soak.stop.wait(min(60, seconds - (time.monotonic() - started)))
         soak.stop.set()
         for loop in loops:
             loop.join()
