@@ -84,18 +84,25 @@ def test_lab_four_one_runs_inside_a_students_server(cluster, student):
     assert cluster.kubectl("get", "deployments,pods", "-n", MESHED, "-o", "name").strip() == ""  # the lab cleaned up
 
 
+def _run_whole_lab(cluster, student, lab: str) -> list[dict]:
+    """Every cell of the lab in the student's server, as Run All; its board rows, each passed;
+    nothing of it left in either of the student's namespaces."""
+    cells, error, printed = student.run_lab(lab)
+    assert error is None, f"cell {cells}: {error}\n{printed[-2000:]}"
+    rows = [r for r in student.board("GET").json()["reports"] if r["lab"] == lab.removesuffix(".ipynb")]
+    assert rows and all(r["passed"] for r in rows), rows
+    for namespace in (OWN, MESHED):  # the lab cleaned up
+        assert cluster.kubectl("get", "deployments,pods", "-n", namespace, "-o", "name").strip() == ""
+    return rows
+
+
 def test_lab_four_five_runs_inside_a_students_server(cluster, student):
     """Lab IV.5 (metrics, traces and logs of the meshed shop), every cell as Run All: its spans go
     to the student's own Jaeger through the provider the hub made for them, and its waits ask
     istiod for proxy-status over XDS while its Telemetry is pushed (the course's istiod carries
     the fix for the hang that once met this lab: the instructors' guide, Part IV)."""
-    lab = "part4/05-telemetry.ipynb"
-    cells, error, printed = student.run_lab(lab)
-    assert error is None, f"cell {cells}: {error}\n{printed[-2000:]}"
-    rows = [r for r in student.board("GET").json()["reports"] if r["lab"] == lab.removesuffix(".ipynb")]
-    assert all(r["passed"] for r in rows) and any("one trace holds spans" in r["step"] for r in rows), rows
-    for namespace in (OWN, MESHED):  # the lab cleaned up
-        assert cluster.kubectl("get", "deployments,pods", "-n", namespace, "-o", "name").strip() == ""
+    rows = _run_whole_lab(cluster, student, "part4/05-telemetry.ipynb")
+    assert any("one trace holds spans" in r["step"] for r in rows), rows
 
 
 def test_lab_four_six_runs_inside_a_students_server(cluster, student):
@@ -114,13 +121,8 @@ def test_lab_four_six_runs_inside_a_students_server(cluster, student):
 def test_lab_four_seven_runs_inside_a_students_server(cluster, student):
     """Lab IV.7 (what the proxies cost), every cell as Run All: the proxies' CPU and memory come
     from cAdvisor through the workshop's kubelet-metrics service (the student's own pods only)."""
-    lab = "part4/07-costs.ipynb"
-    cells, error, printed = student.run_lab(lab)
-    assert error is None, f"cell {cells}: {error}\n{printed[-2000:]}"
-    rows = [r for r in student.board("GET").json()["reports"] if r["lab"] == lab.removesuffix(".ipynb")]
-    assert all(r["passed"] for r in rows) and any("cAdvisor measured" in r["step"] for r in rows), rows
-    for namespace in (OWN, MESHED):  # the lab cleaned up
-        assert cluster.kubectl("get", "deployments,pods", "-n", namespace, "-o", "name").strip() == ""
+    rows = _run_whole_lab(cluster, student, "part4/07-costs.ipynb")
+    assert any("cAdvisor measured" in r["step"] for r in rows), rows
 
 
 def test_a_students_tracing_goes_to_their_own_jaeger_only(cluster, student):
