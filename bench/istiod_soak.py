@@ -34,22 +34,45 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+class Forward:
+    """kubectl port-forward to istiod's XDS port, started again when it dies (a soak that talks to
+    a dead forward would only count connection errors and test nothing)."""
+
+    def __init__(self):
+        self.port, self.process = _free_port(), None
+        self.ensure()
+
+    def ensure(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen([*manage.kubectl_command(), "port-forward", "-n", "istio-system",
+                                             "svc/istiod", f"{self.port}:15012"],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(3)
+
+    def close(self) -> None:
+        self.process.kill()
+
+
+def proxy_status(port: int) -> subprocess.CompletedProcess:
+    """istioctl proxy-status over XDS as istio-system (every proxy); a hang shows as SYNCZ_HANG."""
+    command = [str(istio.istioctl()), f"--kubeconfig={manage.kubeconfig()}", "proxy-status", "-o", "json",
+               f"--xds-address=127.0.0.1:{port}", "--istioNamespace=istio-system", "--insecure"]
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(command, 1, "", f"no answer in 60 s ({istio.SYNCZ_HANG})")
+
+
 class Soak:
-    def __init__(self, port: int, namespace: str):
-        self.port, self.namespace, self.stop, self.hang = port, namespace, threading.Event(), ""
-        self.counts = {"proxy-status calls": 0, "config changes": 0, "connection errors": 0}
+    def __init__(self, forward: Forward, namespace: str):
+        self.forward, self.namespace, self.stop, self.suspect = forward, namespace, threading.Event(), ""
+        self.counts = {"proxy-status calls": 0, "config changes": 0, "connection errors": 0, "failed changes": 0}
 
     def ask_status(self) -> None:
-        command = [str(istio.istioctl()), f"--kubeconfig={manage.kubeconfig()}", "proxy-status", "-o", "json",
-                   f"--xds-address=127.0.0.1:{self.port}", "--istioNamespace=istio-system", "--insecure"]
         while not self.stop.is_set():
-            try:
-                result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-            except subprocess.TimeoutExpired:
-                result = subprocess.CompletedProcess(command, 1, "", f"no answer in 60 s ({istio.SYNCZ_HANG})")
+            result = proxy_status(self.forward.port)
             if istio.SYNCZ_HANG in result.stderr:
-                self.hang = result.stderr.strip()
-                self.stop.set()
+                self.suspect = result.stderr.strip()  # main() confirms it through a fresh port-forward
             elif result.returncode:  # the port-forward under load, not the fault: ask again
                 self.counts["connection errors"] += 1
                 time.sleep(1)
@@ -64,42 +87,65 @@ class Soak:
                      "metadata": {"name": "catalog", "namespace": self.namespace},
                      "spec": {"hosts": ["catalog"], "http": [{"timeout": f"{1 + change % 50}s",
                                                               "route": [{"destination": {"host": "catalog"}}]}]}}
-            subprocess.run([*manage.kubectl_command(), "apply", "-f", "-"], input=json.dumps(route),
-                           capture_output=True, text=True)
-            self.counts["config changes"] += 1
+            applied = subprocess.run([*manage.kubectl_command(), "apply", "-f", "-"], input=json.dumps(route),
+                                     capture_output=True, text=True)
+            self.counts["failed changes" if applied.returncode else "config changes"] += 1
+
+    def confirmed_hang(self) -> bool:
+        """A suspected hang, asked again through a port-forward of its own: a stalled forward
+        looks the same from istioctl."""
+        fresh = Forward()
+        try:
+            return istio.SYNCZ_HANG in proxy_status(fresh.port).stderr
+        finally:
+            fresh.close()
+
+
+def soak(namespace: str, seconds: float) -> tuple[Soak, str, float]:
+    forward = Forward()
+    run, started, hang, printed = Soak(forward, namespace), time.monotonic(), "", 0.0
+    loops = [threading.Thread(target=run.ask_status) for _ in range(STATUS_LOOPS)]
+    loops.append(threading.Thread(target=run.change_config))
+    try:
+        for loop in loops:
+            loop.start()
+        while not hang and time.monotonic() - started < seconds:
+            run.stop.wait(5)
+            forward.ensure()
+            if run.suspect:
+                hang = run.suspect if run.confirmed_hang() else ""
+                run.counts["connection errors"] += not hang
+                run.suspect = ""
+            if time.monotonic() - printed >= 60:
+                printed = time.monotonic()
+                print(f"  {printed - started:5.0f} s: {run.counts}", flush=True)
+    finally:
+        run.stop.set()
+        for loop in loops:
+            loop.join()
+        forward.close()
+    return run, hang, time.monotonic() - started
 
 
 def main() -> int:
     seconds = float(os.environ.get("SOAK_SECONDS", "900"))
     cluster = k8s.Cluster()
     namespace = gateway_and_catalog(cluster, NAMESPACE, Mesh(cluster))
-    port = _free_port()
-    forward = subprocess.Popen([*manage.kubectl_command(), "port-forward", "-n", "istio-system", "svc/istiod",
-                                f"{port}:15012"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    soak, started = Soak(port, namespace), time.monotonic()
     try:
-        time.sleep(3)
-        loops = [threading.Thread(target=soak.ask_status) for _ in range(STATUS_LOOPS)]
-        loops.append(threading.Thread(target=soak.change_config))
-        for loop in loops:
-            loop.start()
-        while not soak.stop.is_set() and time.monotonic() - started < seconds:
-            print(f"  {time.monotonic() - started:5.0f} s: {soak.counts}", flush=True)
-            soak.stop.wait(min(60, seconds - (time.monotonic() - started)))
-        soak.stop.set()
-        for loop in loops:
-            loop.join()
+        run, hang, elapsed = soak(namespace, seconds)
     finally:
-        forward.kill()
         cluster.delete_namespace(namespace)
-    elapsed = time.monotonic() - started
     image = cluster.kubectl("get", "deployment", "istiod", "-n", "istio-system",
                             "-o", "jsonpath={.spec.template.spec.containers[0].image}")
-    print(f"istiod {image}: {elapsed:.0f} s, {soak.counts}")
-    if soak.hang:
-        print(f"HUNG after {elapsed:.0f} s: {soak.hang}\nistiod's proxies get no configuration until it restarts: "
+    print(f"istiod {image}: {elapsed:.0f} s, {run.counts}")
+    if hang:
+        print(f"HUNG after {elapsed:.0f} s: {hang}\nistiod's proxies get no configuration until it restarts: "
               "python -m msalab kubectl -- rollout restart deployment/istiod -n istio-system")
         return 1
+    if not run.counts["proxy-status calls"] or not run.counts["config changes"]:
+        print("the soak tested nothing (no proxy-status answered, or no change was applied): "
+              "python -m msalab mesh status")
+        return 2
     print("no hang")
     return 0
 

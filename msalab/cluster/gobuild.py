@@ -352,6 +352,9 @@ def build_patched_module(name: str, module: str, version: str, build_tag: str, p
     key = f"{version}-{build_tag}"
 
     def build() -> Path:
+        if patches and shutil.which("git") is None:
+            raise LabError(f"git is not installed: the build of {name} applies the course's fixes with git apply",
+                           "apt-get install git (or your package manager's git)")
         root = build_root(name, key)
         src = root / "src"
         shutil.rmtree(src, ignore_errors=True)
@@ -361,6 +364,7 @@ def build_patched_module(name: str, module: str, version: str, build_tag: str, p
             applied = subprocess.run(["git", "apply", "--verbose", str(patch)], cwd=src, capture_output=True, text=True,
                                      env={**os.environ, "GIT_CEILING_DIRECTORIES": str(src.parent)})
             if applied.returncode != 0:
+                shutil.rmtree(src, ignore_errors=True)
                 raise LabError(f"{patch.name} does not apply to {module}@{version}: {applied.stderr.strip()[-300:]}",
                                "update the patch for this version, or remove it from versions.yaml")
         (root / "bin").mkdir(parents=True, exist_ok=True)

@@ -48,15 +48,26 @@ def _ldflags(s: dict) -> str:
 
 
 def _patches() -> list[Path]:
-    return [paths.REPO / patch for patch in spec().get("patches", [])]
+    listed = [paths.REPO / patch for patch in spec().get("patches", [])]
+    missing = [str(patch) for patch in listed if not patch.is_file()]
+    if missing:
+        raise LabError(f"versions.yaml mesh.istio.patches lists {', '.join(missing)}, which is not there",
+                       "git checkout -- cluster/offline (or remove the line from versions.yaml)")
+    return listed
 
 
 def image_tag() -> str:
-    """The tag of the images built here: the upstream tag, plus the digest of the fixes the
-    build carries (versions.yaml mesh.istio.patches), so a changed fix is never served from a
-    cached binary, image or node."""
-    digest = hashlib.sha256(b"".join(patch.read_bytes() for patch in _patches())).hexdigest()[:10]
-    return f"{spec()['offline_tag']}-msalab.{digest}" if _patches() else spec()["offline_tag"]
+    """The tag of the images built here: the upstream tag, plus a digest of the commit and the
+    fixes the build carries (versions.yaml mesh.istio.patches), so a changed pin or fix is never
+    served from a cached binary, image or node's image store."""
+    patches = _patches()
+    if not patches:
+        return spec()["offline_tag"]
+    digest = hashlib.sha256(spec()["commit"].encode())
+    for patch in patches:  # name and length too: no two lists of fixes give the same bytes
+        content = patch.read_bytes()
+        digest.update(f"\0{patch.name}\0{len(content)}\0".encode() + content)
+    return f"{spec()['offline_tag']}-msalab.{digest.hexdigest()[:10]}"
 
 
 def build_binaries() -> dict[str, Path]:
@@ -181,8 +192,8 @@ def version(provider: str) -> str:
 def install_command(provider: str) -> list[str]:
     # The images built here carry the course's fixes in their tag (image_tag); istioctl's own
     # default tag is the version it reports (buildVersion), the upstream one.
-    built = [*OFFLINE_SETTINGS, f"tag={image_tag()}"]
-    settings = [*COURSE_SETTINGS, *(built if built_here(provider) else _release_images())]
+    built = built_here(provider)
+    settings = [*COURSE_SETTINGS, *([*OFFLINE_SETTINGS, f"tag={image_tag()}"] if built else _release_images())]
     return ["install", "-y", *[arg for setting in settings for arg in ("--set", setting)]]
 
 
@@ -269,10 +280,9 @@ def run_istioctl(*args: str, check: bool = True, timeout_s: float = 120) -> subp
     xds = _workshop_xds(args)
     command = [str(istioctl()), f"--kubeconfig={manage.kubeconfig()}", *args, *xds]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
-    if check and result.returncode != 0 and xds and SYNCZ_HANG in result.stderr:
-        raise LabError("istiod does not answer proxy-status: a fault of Istio's released istiod that a workshop can meet "
-                       "(a proxy's lock taken twice; the course's own build has the fix; the instructors' guide, "
-                       "Part IV in a workshop)",
+    if check and result.returncode != 0 and SYNCZ_HANG in result.stderr:
+        raise LabError("istiod does not answer proxy-status: a fault of Istio's released istiod (a proxy's lock taken "
+                       "twice; the course's own build has the fix; the instructors' guide, Part IV in a workshop)",
                        "ask the instructor: python -m msalab kubectl -- rollout restart deployment/istiod -n istio-system")
     if check and result.returncode != 0:
         raise LabError(f"istioctl {' '.join(args[:2])} failed: {(result.stderr or result.stdout).strip()[-400:]}",
@@ -382,7 +392,12 @@ def _istiod_ready() -> tuple[bool, str, str]:
             return True, "istiod: answers (proxy-status through its XDS port)", ""
         except LabError as err:
             return False, f"istiod: does not answer ({err.problem[:200]})", "ask the instructor: python -m msalab mesh status"
-    ready = _kubectl("get", "deployment", "istiod", "-n", "istio-system", "-o", "jsonpath={.status.readyReplicas}")
+    ready, image = _kubectl("get", "deployment", "istiod", "-n", "istio-system",
+                            "-o", "jsonpath={.status.readyReplicas} {.spec.template.spec.containers[0].image}").split(" ")
+    if built_here(_provider()) and image != f"{spec()['hub']}/pilot:{image_tag()}":
+        # An install from before the course's current fixes (versions.yaml mesh.istio.patches).
+        return (False, f"istiod: runs {image}, not the course's current build {spec()['hub']}/pilot:{image_tag()}",
+                "python -m msalab mesh install (it replaces istiod in place)")
     return (bool(ready.strip()) and int(ready) > 0, f"istiod: {ready.strip() or 0} pod(s) ready",
             "python -m msalab kubectl -- logs -n istio-system deployment/istiod; then python -m msalab mesh install")
 
