@@ -53,10 +53,15 @@ class Forward:
         self.process.kill()
 
 
-def proxy_status(port: int) -> subprocess.CompletedProcess:
+def istioctl_command() -> list[str]:
+    """Found once: istio.istioctl() looks up the cluster's provider, which costs more than a call."""
+    return [str(istio.istioctl()), f"--kubeconfig={manage.kubeconfig()}"]
+
+
+def proxy_status(istioctl: list[str], port: int) -> subprocess.CompletedProcess:
     """istioctl proxy-status over XDS as istio-system (every proxy); a hang shows as SYNCZ_HANG."""
-    command = [str(istio.istioctl()), f"--kubeconfig={manage.kubeconfig()}", "proxy-status", "-o", "json",
-               f"--xds-address=127.0.0.1:{port}", "--istioNamespace=istio-system", "--insecure"]
+    command = [*istioctl, "proxy-status", "-o", "json", f"--xds-address=127.0.0.1:{port}",
+               "--istioNamespace=istio-system", "--insecure"]
     try:
         return subprocess.run(command, capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
@@ -66,11 +71,12 @@ def proxy_status(port: int) -> subprocess.CompletedProcess:
 class Soak:
     def __init__(self, forward: Forward, namespace: str):
         self.forward, self.namespace, self.stop, self.suspect = forward, namespace, threading.Event(), ""
+        self.istioctl = istioctl_command()
         self.counts = {"proxy-status calls": 0, "config changes": 0, "connection errors": 0, "failed changes": 0}
 
     def ask_status(self) -> None:
         while not self.stop.is_set():
-            result = proxy_status(self.forward.port)
+            result = proxy_status(self.istioctl, self.forward.port)
             if istio.SYNCZ_HANG in result.stderr:
                 self.suspect = result.stderr.strip()  # main() confirms it through a fresh port-forward
             elif result.returncode:  # the port-forward under load, not the fault: ask again
@@ -96,7 +102,7 @@ class Soak:
         looks the same from istioctl."""
         fresh = Forward()
         try:
-            return istio.SYNCZ_HANG in proxy_status(fresh.port).stderr
+            return istio.SYNCZ_HANG in proxy_status(self.istioctl, fresh.port).stderr
         finally:
             fresh.close()
 
