@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -24,14 +23,9 @@ import time
 from msalab import k8s
 from msalab.cluster import manage, mesh as istio
 from msalab.mesh import Mesh, gateway_and_catalog
+from msalab.ports import free_port
 
 NAMESPACE, STATUS_LOOPS = "soak-istiod", 3
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Forward:
@@ -39,7 +33,7 @@ class Forward:
     a dead forward would only count connection errors and test nothing)."""
 
     def __init__(self):
-        self.port, self.process = _free_port(), None
+        self.port, self.process = free_port(), None
         self.ensure()
 
     def ensure(self) -> None:

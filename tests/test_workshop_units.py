@@ -402,13 +402,10 @@ def test_kubelet_metrics_serves_the_two_metrics_paths_only(path, served):
 def test_kubelet_metrics_unreachable_names_the_services_logs_in_the_workshops_namespace(monkeypatch, tmp_path):
     """A server whose kubelet-metrics service does not answer: the hint reads its logs where the
     workshop put it (versions.yaml workshop.namespace)."""
-    import socket
-
+    from msalab.ports import free_port
     from msalab.workshop import mode
 
-    with socket.socket() as probe:  # a port nothing listens on: connection refused at once
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens on it: connection refused at once
     (tmp_path / "kubelet-metrics-token").write_text("a-token\n")
     monkeypatch.setattr(mode, "ACCOUNT", tmp_path)
     monkeypatch.setenv("MSALAB_KUBELET_METRICS_URL", f"http://127.0.0.1:{port}")

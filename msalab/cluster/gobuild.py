@@ -267,15 +267,12 @@ def build_containerd_v1(version: str) -> Path:
 
     def build() -> Path:
         root = build_root("containerd", version)
-        src = root / "src"
-        shutil.rmtree(src, ignore_errors=True)
-        writable_copy(download_module(module, version), src)
         (root / "bin").mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         print(f"  containerd {version}: compiling", flush=True)
-        _run_go(["build", "-trimpath", "-ldflags", f"-s -w -X {module}/version.Version={version}",
-                 "-o", str(root / "bin") + "/", *packages], src, "containerd")
-        shutil.rmtree(src, ignore_errors=True)
+        with module_copy(root, module, version) as src:
+            _run_go(["build", "-trimpath", "-ldflags", f"-s -w -X {module}/version.Version={version}",
+                     "-o", str(root / "bin") + "/", *packages], src, "containerd")
         return _finish("containerd", version, started)
 
     return _once("containerd", version, build)
@@ -333,15 +330,11 @@ def build_in_module(name: str, module: str, version: str, package: str, flags: t
 def _build_in_module(name: str, module: str, version: str, package: str, flags: tuple[str, ...], ldflags: str,
                      nice: int) -> Path:
     root = build_root(name, version)
-    src = root / "src"
-    shutil.rmtree(src, ignore_errors=True)
-    writable_copy(download_module(module, version), src)  # go may update go.sum
-    _drop_missing_local_replaces(src)
-    out = root / "bin" / name
-    args = ["build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), *flags, "-o", str(out), f"./{package}"]
-    bin_dir = _simple_build(name, version, args, src, nice=nice)
-    shutil.rmtree(src, ignore_errors=True)  # the copy is only needed to build (Loki's is 100+ MB)
-    return bin_dir
+    with module_copy(root, module, version) as src:  # go may update go.sum
+        _drop_missing_local_replaces(src)
+        out = root / "bin" / name
+        args = ["build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), *flags, "-o", str(out), f"./{package}"]
+        return _simple_build(name, version, args, src, nice=nice)
 
 
 def build_patched_module(name: str, module: str, version: str, build_tag: str, patches: list[Path],
@@ -356,24 +349,32 @@ def build_patched_module(name: str, module: str, version: str, build_tag: str, p
             raise LabError(f"git is not installed: the build of {name} applies the course's fixes with git apply",
                            "apt-get install git (or your package manager's git)")
         root = build_root(name, key)
-        src = root / "src"
-        shutil.rmtree(src, ignore_errors=True)
-        writable_copy(download_module(module, version), src)
-        for patch in patches:
-            # Outside any repository (the ceiling), git apply patches the folder as patch(1) would.
-            applied = subprocess.run(["git", "apply", "--verbose", str(patch)], cwd=src, capture_output=True, text=True,
-                                     env={**os.environ, "GIT_CEILING_DIRECTORIES": str(src.parent)})
-            if applied.returncode != 0:
-                shutil.rmtree(src, ignore_errors=True)
-                raise LabError(f"{patch.name} does not apply to {module}@{version}: {applied.stderr.strip()[-300:]}",
-                               "update the patch for this version, or remove it from versions.yaml")
-        (root / "bin").mkdir(parents=True, exist_ok=True)
-        args = ["build", "-trimpath", *flags, "-o", str(root / "bin") + "/", *[f"./{package}" for package in packages]]
-        bin_dir = _simple_build(name, key, args, src)
-        shutil.rmtree(src, ignore_errors=True)  # the copy is only needed to build
-        return bin_dir
+        with module_copy(root, module, version) as src:
+            for patch in patches:
+                # Outside any repository (the ceiling), git apply patches the folder as patch(1) would.
+                applied = subprocess.run(["git", "apply", "--verbose", str(patch)], cwd=src, capture_output=True,
+                                         text=True, env={**os.environ, "GIT_CEILING_DIRECTORIES": str(src.parent)})
+                if applied.returncode != 0:
+                    raise LabError(f"{patch.name} does not apply to {module}@{version}: {applied.stderr.strip()[-300:]}",
+                                   "update the patch for this version, or remove it from versions.yaml")
+            (root / "bin").mkdir(parents=True, exist_ok=True)
+            args = ["build", "-trimpath", *flags, "-o", str(root / "bin") + "/", *[f"./{p}" for p in packages]]
+            return _simple_build(name, key, args, src)
 
     return _once(name, key, build)
+
+
+@contextlib.contextmanager
+def module_copy(root: Path, module: str, version: str):
+    """A writable copy of the downloaded module in ROOT/src for one build, removed afterwards,
+    whether the build worked or not (the copy is only needed to build; Loki's is 100+ MB)."""
+    src = root / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    writable_copy(download_module(module, version), src)
+    try:
+        yield src
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
 
 
 def writable_copy(source: Path, target: Path) -> Path:

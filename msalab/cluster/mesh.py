@@ -56,6 +56,9 @@ def _patches() -> list[Path]:
     return listed
 
 
+FIXES_SUFFIX = "-msalab."  # image_tag(): offline_tag, this, and the fixes' digest
+
+
 def image_tag() -> str:
     """The tag of the images built here: the upstream tag, plus a digest of the commit and the
     fixes the build carries (versions.yaml mesh.istio.patches), so a changed pin or fix is never
@@ -67,7 +70,7 @@ def image_tag() -> str:
     for patch in patches:  # name and length too: no two lists of fixes give the same bytes
         content = patch.read_bytes()
         digest.update(f"\0{patch.name}\0{len(content)}\0".encode() + content)
-    return f"{spec()['offline_tag']}-msalab.{digest.hexdigest()[:10]}"
+    return f"{spec()['offline_tag']}{FIXES_SUFFIX}{digest.hexdigest()[:10]}"
 
 
 def build_binaries() -> dict[str, Path]:
@@ -76,8 +79,9 @@ def build_binaries() -> dict[str, Path]:
     starts these builds in the background early (msalab.prebuild); a later `mesh install`
     waits for them (gobuild's build lock) instead of building them twice."""
     s = spec()
-    return {name: gobuild.build_patched_module(name, s["module"], s["version"], image_tag(), _patches(),
-                                               ["-tags", tags, "-ldflags", f"-s -w {_ldflags(s)}"], commands)
+    tag, patches, ldflags = image_tag(), _patches(), f"-s -w {_ldflags(s)}"
+    return {name: gobuild.build_patched_module(name, s["module"], s["version"], tag, patches,
+                                               ["-tags", tags, "-ldflags", ldflags], commands)
             for name, tags, commands in (("istio", "vtprotobuf,disable_pgv", ["pilot/cmd/pilot-discovery", "istioctl/cmd/istioctl"]),
                                          ("istio-agent", "agent,disable_pgv,grpcnotrace,retrynotrace", ["pilot/cmd/pilot-agent"]))}
 
@@ -86,7 +90,8 @@ def build_images(envoy_image: str) -> list[str]:
     """pilot and proxyv2 under the release names (hub/pilot:tag), so istioctl's defaults fit."""
     s = spec()
     bins = build_binaries()
-    pilot, proxy = f"{s['hub']}/pilot:{image_tag()}", f"{s['hub']}/proxyv2:{image_tag()}"
+    tag = image_tag()
+    pilot, proxy = f"{s['hub']}/pilot:{tag}", f"{s['hub']}/proxyv2:{tag}"
     build_small_image(pilot, {"pilot-discovery": bins["istio"] / "pilot-discovery"},
                       "FROM scratch\nCOPY pilot-discovery /usr/local/bin/pilot-discovery\nUSER 1337:1337\n"
                       "ENTRYPOINT [\"/usr/local/bin/pilot-discovery\"]\n")
@@ -179,7 +184,7 @@ def built_here(provider: str) -> bool:
     if provider == "workshop":
         image = _kubectl("get", "deployment", "istiod", "-n", SYSTEM_NAMESPACE,
                          "-o", "jsonpath={.spec.template.spec.containers[0].image}")
-        return image.split("-msalab.")[0] == f"{spec()['hub']}/pilot:{spec()['offline_tag']}"
+        return image.split(FIXES_SUFFIX)[0] == f"{spec()['hub']}/pilot:{spec()['offline_tag']}"
     from . import kind
 
     return bool(kind.setup().get("course_node"))
@@ -394,9 +399,9 @@ def _istiod_ready() -> tuple[bool, str, str]:
             return False, f"istiod: does not answer ({err.problem[:200]})", "ask the instructor: python -m msalab mesh status"
     ready, image = _kubectl("get", "deployment", "istiod", "-n", "istio-system",
                             "-o", "jsonpath={.status.readyReplicas} {.spec.template.spec.containers[0].image}").split(" ")
-    if built_here(_provider()) and image != f"{spec()['hub']}/pilot:{image_tag()}":
-        # An install from before the course's current fixes (versions.yaml mesh.istio.patches).
-        return (False, f"istiod: runs {image}, not the course's current build {spec()['hub']}/pilot:{image_tag()}",
+    current = f"{spec()['hub']}/pilot:{image_tag()}" if built_here(_provider()) else image
+    if image != current:  # an install from before the course's current fixes (versions.yaml mesh.istio.patches)
+        return (False, f"istiod: runs {image}, not the course's current build {current}",
                 "python -m msalab mesh install (it replaces istiod in place)")
     return (bool(ready.strip()) and int(ready) > 0, f"istiod: {ready.strip() or 0} pod(s) ready",
             "python -m msalab kubectl -- logs -n istio-system deployment/istiod; then python -m msalab mesh install")

@@ -16,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+from .. import paths
 from ..errors import LabError
 
 # The student's account's token and the cluster's CA, mounted by the hub (jupyterhub_config.py).
@@ -82,8 +83,6 @@ def kubelet_metrics(node: str, path: str) -> str:
                        "the hub's home page")
     request = urllib.request.Request(f"{url.rstrip('/')}/nodes/{node}/{path}",
                                      headers={"Authorization": f"Bearer {token.read_text().strip()}"})
-    from .. import paths
-
     logs = f"python -m msalab kubectl -- logs -n {paths.versions()['workshop']['namespace']} deploy/kubelet-metrics"
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
