@@ -7,6 +7,7 @@ import ast
 import os
 
 import pytest
+import yaml
 
 from msalab import paths
 from msalab.errors import LabError
@@ -120,6 +121,9 @@ def test_the_lab_image_has_the_course_pins_without_the_book_and_tests():
 def test_the_hub_config_is_valid_python():
     ast.parse((paths.REPO / "cluster" / "workshop" / "jupyterhub_config.py").read_text())
     assert os.access(paths.REPO / "cluster" / "workshop" / "start-lab", os.X_OK)
+    # reset deletes the home's claim by the name the hub gives it.
+    assert f'pvc_name_template = "{deploy.home_claim("{username}")}"' in \
+        (paths.REPO / "cluster" / "workshop" / "jupyterhub_config.py").read_text()
 
 
 def test_a_students_objects_render_as_the_hub_fills_them():
@@ -138,6 +142,8 @@ def test_a_students_objects_render_as_the_hub_fills_them():
                                          "ResourceQuota", "LimitRange", "NetworkPolicy"]
     assert docs[0]["metadata"]["labels"]["msalab.dev/student"] == "ann"
     assert docs[2]["subjects"][0]["namespace"] == "ws-ann" and docs[2]["roleRef"]["kind"] == "ClusterRole"
+    # A seat's home volume binds any claim of its class: a student may make no claims at all.
+    assert docs[4]["spec"]["hard"]["persistentvolumeclaims"] == "0"
     sources = docs[6]["spec"]["ingress"][0]["from"]
     assert sources[1]["namespaceSelector"] == {"matchLabels": {"msalab.dev/student": "ann"}}  # ann's other namespace
     assert sources[2]["podSelector"] == {"matchLabels": {"msalab.dev/student": "ann"}}  # ann's own server only
@@ -158,6 +164,7 @@ def test_a_students_objects_render_as_the_hub_fills_them():
     labels = docs[0]["metadata"]["labels"]
     assert labels["istio-injection"] == "enabled" and labels["msalab.dev/mesh"] == "true" and labels["msalab.dev/student"] == "ann"
     assert docs[1]["subjects"][0] == {"kind": "ServiceAccount", "name": "student", "namespace": "ws-ann"}
+    assert docs[2]["spec"]["hard"]["persistentvolumeclaims"] == "0"
     assert docs[4]["spec"]["ingress"][0]["from"][1:3] == sources[1:3]
 
 
@@ -269,26 +276,60 @@ def test_the_pod_network_holds_every_nodes_range(monkeypatch):
 def test_the_hubs_volume_skips_a_default_class_nothing_provisions(monkeypatch):
     """kind's fallback default StorageClass names the in-tree host-path provisioner, which no
     controller runs: a claim on it would stay Pending. It is not taken for a usable default."""
+    monkeypatch.setattr(deploy, "_provider", lambda: "external")
+    assert deploy._storage(_cluster_with_classes(("fast", "ebs.csi.aws.com")), 3) == ("", "", "")
+    with pytest.raises(LabError, match="no default StorageClass") as err:
+        deploy._storage(_cluster_with_classes(("standard", deploy.INERT_PROVISIONER)), 3)
+    assert "is-default-class" in err.value.fix
+
+
+def _cluster_with_classes(*classes):
     import json
     from types import SimpleNamespace
 
-    def cluster_with(*classes):
-        items = [{"metadata": {"name": name, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-                  "provisioner": provisioner} for name, provisioner in classes]
-        return SimpleNamespace(kubectl=lambda *args, check=True: json.dumps({"items": items}))
+    items = [{"metadata": {"name": name, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+              "provisioner": provisioner} for name, provisioner in classes]
+    return SimpleNamespace(kubectl=lambda *args, check=True: json.dumps({"items": items}))
 
-    monkeypatch.setattr(deploy, "_provider", lambda: "external")
-    assert deploy._storage(cluster_with(("fast", "ebs.csi.aws.com"))) == ("", "")
-    with pytest.raises(LabError, match="no default StorageClass") as err:
-        deploy._storage(cluster_with(("standard", deploy.INERT_PROVISIONER)))
-    assert "is-default-class" in err.value.fix
-    # On the course cluster the hub's volume is then a folder on the node, bound by name.
+
+def _node(free_mib: int, shell: list):
+    """A node whose disk has free_mib MiB free; the commands run on it go to shell."""
+    def run(command):
+        shell.append(command)
+        return f"/dev/vda 100000 1000 {free_mib} 1% /var/lib\n" if command.startswith("d=") else ""
+    return run
+
+
+def test_on_the_course_cluster_the_hub_and_each_seat_get_a_folder_of_the_node(monkeypatch):
+    """No default StorageClass: the hub's volume is bound by name, and each seat's home is a
+    volume of the seats' class, bound by the first student's claim; folders made for their users."""
     shell = []
     monkeypatch.setattr(deploy, "_provider", lambda: "kind")
-    monkeypatch.setattr(deploy, "_node_shell", shell.append)
-    line, volume = deploy._storage(cluster_with(("standard", deploy.INERT_PROVISIONER)))
-    assert "volumeName: msalab-workshop-hub" in line and "hostPath" in volume
-    assert shell and str(deploy.HOST_VOLUME) in shell[0]
+    monkeypatch.setattr(deploy, "_node_shell", _node(100_000, shell))
+    storage = deploy._storage(_cluster_with_classes(("standard", deploy.INERT_PROVISIONER)), 3)
+    assert "volumeName: msalab-workshop-hub" in storage.hub_claim_line and storage.home_class == deploy.HOME_CLASS
+    volumes = list(yaml.safe_load_all(storage.volumes))
+    assert [v["metadata"]["name"] for v in volumes] == ["msalab-workshop-hub"] + [f"{deploy.HOME_CLASS}-{n}" for n in (1, 2, 3)]
+    hub, seats = volumes[0], volumes[1:]
+    assert hub["spec"]["claimRef"] == {"namespace": deploy.spec()["namespace"], "name": "hub-db"}
+    for number, seat in enumerate(seats, 1):
+        assert "claimRef" not in seat["spec"] and seat["spec"]["storageClassName"] == deploy.HOME_CLASS
+        assert seat["spec"]["capacity"]["storage"] == deploy.spec()["home_size"]
+        assert seat["spec"]["hostPath"]["path"] == f"{deploy.HOME_VOLUMES}/seat-{number}"
+        assert seat["metadata"]["labels"] == {"app.kubernetes.io/part-of": "msalab-workshop"}  # down finds it
+    made = " ".join(shell)
+    assert f"chown {deploy.HUB_UID}:{deploy.HUB_UID} {deploy.HOST_VOLUME}" in made
+    assert f"chown {deploy.STUDENT_UID}:{deploy.STUDENT_UID} " in made and f"{deploy.HOME_VOLUMES}/seat-3" in made
+
+
+def test_a_node_without_disk_for_every_seat_is_refused_before_anything_is_made(monkeypatch):
+    shell = []
+    monkeypatch.setattr(deploy, "_provider", lambda: "offline")
+    monkeypatch.setattr(deploy, "_node_shell", _node(2000, shell))
+    with pytest.raises(LabError, match="2000 MiB of disk free") as err:
+        deploy._storage(_cluster_with_classes(), 30)
+    assert "fewer students" in err.value.fix
+    assert len(shell) == 1  # only the look at the disk: no folder was made
 
 
 def test_the_hubs_ingress_needs_a_class_that_serves_it():

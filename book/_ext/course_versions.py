@@ -44,6 +44,7 @@ def substitutions(pins: dict) -> dict[str, str]:
         "kube_network_policies": pins["workshop"]["network_policies"]["version"],
         "kube_router": pins["workshop"]["network_policies"]["fallback"]["version"],
         "workshop_server_memory_limit": pins["workshop"]["server"]["memory_limit"].replace("Gi", " GiB"),
+        "workshop_home_size": pins["workshop"]["home_size"].replace("Gi", " GiB"),
         "istio": pins["mesh"]["istio"]["release"],
         "istio_offline": pins["mesh"]["istio"]["offline_tag"],
         "python": pins["python"],

@@ -93,8 +93,21 @@ c.KubeSpawner.cmd = ["start-lab"]
 c.KubeSpawner.uid = 1000
 c.KubeSpawner.gid = 1000
 c.KubeSpawner.automount_service_account_token = False  # the hub namespace's account is not the student's
-c.KubeSpawner.volumes = [{"name": "student-token", "secret": {"secretName": "student-token-{username}"}}]
-c.KubeSpawner.volume_mounts = [{"name": "student-token", "mountPath": "/var/run/secrets/msalab-workshop", "readOnly": True}]
+# The student's home is a volume of its own (a claim KubeSpawner makes at their first start), so
+# a server stopped by the idle culler, the instructor or a full node starts again with the
+# student's edits. On the course cluster the claim binds to a seat's folder on the node
+# (WORKSHOP_HOME_STORAGE_CLASS, made by workshop up); elsewhere the cluster's default StorageClass
+# makes it. Deleting the user (workshop reset) deletes the claim.
+c.KubeSpawner.storage_pvc_ensure = True
+c.KubeSpawner.pvc_name_template = "home-{username}"
+c.KubeSpawner.storage_capacity = env["WORKSHOP_HOME_SIZE"]
+c.KubeSpawner.storage_class = env["WORKSHOP_HOME_STORAGE_CLASS"] or None  # None: the default class
+c.KubeSpawner.storage_extra_labels = {"app.kubernetes.io/part-of": "msalab-workshop", "msalab.dev/student": "{username}"}
+c.KubeSpawner.fs_gid = 1000  # a new volume of the default class is made writable for the student's group
+c.KubeSpawner.volumes = [{"name": "student-token", "secret": {"secretName": "student-token-{username}"}},
+                         {"name": "home", "persistentVolumeClaim": {"claimName": "home-{username}"}}]
+c.KubeSpawner.volume_mounts = [{"name": "student-token", "mountPath": "/var/run/secrets/msalab-workshop", "readOnly": True},
+                               {"name": "home", "mountPath": "/home/student"}]
 c.KubeSpawner.cpu_guarantee = float(env["WORKSHOP_SERVER_CPU_REQUEST"])
 c.KubeSpawner.cpu_limit = float(env["WORKSHOP_SERVER_CPU_LIMIT"])
 # JupyterHub writes binary units without the i (its M is Kubernetes' Mi).

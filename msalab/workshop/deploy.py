@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from typing import NamedTuple
 
 import yaml
 
@@ -30,7 +31,10 @@ LABEL = "app.kubernetes.io/part-of=msalab-workshop"
 INSTRUCTOR = "instructor"
 NAME = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{0,18}[a-z0-9]$")  # = jupyterhub_config.NAME: it names a namespace
 HOST_VOLUME = hostpaths.WORKSHOP_VOLUMES / "hub"  # the hub's volume on the course cluster's node
+HOME_VOLUMES = hostpaths.WORKSHOP_VOLUMES / "homes"  # the students' homes there: one folder per seat
+HOME_CLASS = "msalab-workshop-home"  # the storageClassName that binds a student's claim to a seat's folder
 HUB_UID = 10001
+STUDENT_UID = 1000  # the lab image's user (cluster/workshop/lab.Dockerfile)
 INERT_PROVISIONER = "kubernetes.io/host-path"
 POD_CIDR_VARIABLE = "MSALAB_POD_CIDR"
 MESH_SUFFIX = "--mesh"  # a student's namespace inside the mesh: ws-NAME--mesh (no name holds "--")
@@ -148,25 +152,32 @@ def _provider() -> str | None:
     return manage.current_provider()
 
 
-def _node_shell(command: str) -> None:
-    """A shell command on the course cluster's node: this machine (offline), or kind's node container."""
+def _node_shell(command: str) -> str:
+    """A shell command on the course cluster's node: this machine (offline), or kind's node
+    container; what it printed."""
     from ..cluster import kind, nerdctl
     node = f"{kind.spec()['cluster_name']}-control-plane"
     try:
         if _provider() == "offline":
-            subprocess.run(["sh", "-c", command], check=True, capture_output=True, text=True)
-        elif kind.setup().get("runtime") == "nerdctl":
-            nerdctl.nerdctl("exec", node, "sh", "-c", command)
-        else:
-            subprocess.run(["docker", "exec", node, "sh", "-c", command], check=True, capture_output=True, text=True)
+            return subprocess.run(["sh", "-c", command], check=True, capture_output=True, text=True).stdout
+        if kind.setup().get("runtime") == "nerdctl":
+            return nerdctl.nerdctl("exec", node, "sh", "-c", command, text=True).stdout
+        return subprocess.run(["docker", "exec", node, "sh", "-c", command], check=True, capture_output=True,
+                              text=True).stdout
     except subprocess.CalledProcessError as err:
         raise LabError(f"on the cluster's node, `{command}` failed: {(err.stderr or '').strip()[-300:]}",
                        "python -m msalab cluster status") from err
 
 
-def _storage(cluster) -> tuple[str, str]:
-    """(the claim's storageClassName line, a PersistentVolume to apply or ''): the cluster's
-    default StorageClass where it has one; else a folder on the course cluster's node."""
+class Storage(NamedTuple):
+    hub_claim_line: str  # the hub's claim's storageClassName line ('' for the default class)
+    volumes: str         # PersistentVolumes to apply: the course cluster's folders ('' elsewhere)
+    home_class: str      # the students' homes' storageClassName ('' for the default class)
+
+
+def _storage(cluster, students: int) -> Storage:
+    """The hub's volume and the students' homes: claims on the cluster's default StorageClass
+    where it has one; else folders on the course cluster's node, one for the hub and one per seat."""
     classes = cluster.kubectl("get", "storageclass", "-o", "json", check=False)
     # kind's fallback class names the in-tree host-path provisioner, which the controller
     # manager runs only with a test flag: a claim on it stays Pending forever.
@@ -174,25 +185,49 @@ def _storage(cluster) -> tuple[str, str]:
                if (c["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"
                and c.get("provisioner") != INERT_PROVISIONER]
     if default:
-        return "", ""
+        return Storage("", "", "")
     if _provider() not in ("offline", "kind"):
-        raise LabError("this cluster has no default StorageClass for the hub's volume",
+        raise LabError("this cluster has no default StorageClass for the hub's volume and the students' homes",
                        "create a default StorageClass (annotation storageclass.kubernetes.io/is-default-class: "
                        "\"true\"), then rerun python -m msalab workshop up")
-    # hostPath does not honour fsGroup: the folder is made for the hub's user here.
+    _check_node_disk(students)
+    # hostPath does not honour fsGroup: each folder is made for its user here.
     _node_shell(f"mkdir -p {HOST_VOLUME} && chown {HUB_UID}:{HUB_UID} {HOST_VOLUME} && chmod 700 {HOST_VOLUME}")
-    volume = f"""apiVersion: v1
+    seats = " ".join(str(HOME_VOLUMES / f"seat-{seat}") for seat in range(1, students + 1))
+    _node_shell(f"mkdir -p {seats} && chown {STUDENT_UID}:{STUDENT_UID} {seats} && chmod 700 {seats}")
+    volumes = [_host_volume("msalab-workshop-hub", HOST_VOLUME, "1Gi", "", f"{spec()['namespace']}/hub-db")]
+    volumes += [_host_volume(f"{HOME_CLASS}-{seat}", HOME_VOLUMES / f"seat-{seat}", spec()["home_size"], HOME_CLASS)
+                for seat in range(1, students + 1)]
+    return Storage('storageClassName: ""\n  volumeName: msalab-workshop-hub', "\n---\n".join(volumes), HOME_CLASS)
+
+
+def _host_volume(name: str, folder, size: str, storage_class: str, claim: str = "") -> str:
+    """A PersistentVolume on a folder of the node. A seat's (no claim named) binds to the first
+    student's claim of its class; students cannot claim one (their quota allows no claims)."""
+    namespace, _, claim_name = claim.partition("/")
+    claim_ref = f"\n  claimRef: {{namespace: {namespace}, name: {claim_name}}}" if claim else ""
+    return f"""apiVersion: v1
 kind: PersistentVolume
-metadata: {{name: msalab-workshop-hub, labels: {{app.kubernetes.io/part-of: msalab-workshop}}}}
+metadata: {{name: {name}, labels: {{app.kubernetes.io/part-of: msalab-workshop}}}}
 spec:
-  capacity: {{storage: 1Gi}}
+  capacity: {{storage: {size}}}
   accessModes: [ReadWriteOnce]
   persistentVolumeReclaimPolicy: Retain
-  storageClassName: ""
-  claimRef: {{namespace: {spec()['namespace']}, name: hub-db}}
-  hostPath: {{path: {HOST_VOLUME}, type: Directory}}
+  storageClassName: "{storage_class}"{claim_ref}
+  hostPath: {{path: {folder}, type: Directory}}
 """
-    return 'storageClassName: ""\n  volumeName: msalab-workshop-hub', volume
+
+
+def _check_node_disk(students: int) -> None:
+    """The node's disk must hold every seat's home at its full size (a folder enforces no size)."""
+    need = students * _memory_mi(spec()["home_size"]) + 1024  # and the hub's volume
+    # The nearest existing folder: the workshop's own is made below.
+    free = _node_shell(f"d={HOST_VOLUME.parent}; while [ ! -d $d ]; do d=$(dirname $d); done; df -Pm $d | tail -1")
+    free_mib = int(free.split()[3])
+    if free_mib < need:
+        raise LabError(f"the cluster's node has {free_mib} MiB of disk free, and {students} student(s) need {need} MiB "
+                       f"for their homes ({spec()['home_size']} each) and the hub's volume",
+                       "free disk space on the node, or python -m msalab workshop up with fewer students")
 
 
 def _pod_cidr(cluster) -> str:
@@ -297,15 +332,14 @@ def _hub_env(values: dict) -> str:
     return "\n".join(lines)
 
 
-def _manifests(cluster, values: dict, passwords: dict, hub_image: str, storage: tuple[str, str],
+def _manifests(cluster, values: dict, passwords: dict, hub_image: str, storage: Storage,
                ingress_class_line: str) -> str:
     from ..cluster import offline
-    storage_line, volume = storage
     hub = offline.fill((WORKSHOP / "hub.yaml").read_text(), {
         "namespace": spec()["namespace"], "host": values["host"], "hub_image": hub_image,
         "password": json.dumps(passwords["password"]), "admin_password": json.dumps(passwords["admin_password"]),
         "cli_token": passwords["cli_token"],
-        "storage_class_line": storage_line, "env": _hub_env(values), "ingress_class_line": ingress_class_line,
+        "storage_class_line": storage.hub_claim_line, "env": _hub_env(values), "ingress_class_line": ingress_class_line,
         "student_prefix": spec()["student_namespace_prefix"]})
     config = cluster.kubectl("create", "configmap", "hub-config", "-n", spec()["namespace"], "--dry-run=client", "-o", "yaml",
                              f"--from-file={WORKSHOP / 'jupyterhub_config.py'}", f"--from-file={WORKSHOP / 'student.yaml'}",
@@ -316,7 +350,7 @@ def _manifests(cluster, values: dict, passwords: dict, hub_image: str, storage: 
     # Part IV: the students' tracing providers (hub-mesh.yaml), where the mesh is installed.
     meshed = offline.fill((WORKSHOP / "hub-mesh.yaml").read_text(), {
         "namespace": spec()["namespace"], "student_prefix": spec()["student_namespace_prefix"]}) if values["mesh_suffix"] else ""
-    return "\n---\n".join(part for part in (hub, volume, config, meshed) if part)
+    return "\n---\n".join(part for part in (hub, storage.volumes, config, meshed) if part)
 
 
 # --- up, status, down ------------------------------------------------------------------------
@@ -354,7 +388,7 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
     pod_cidr = _pod_cidr(cluster)
     print(f"      pod network {pod_cidr}: every running pod's address is inside it", flush=True)
     _check_architecture(cluster)
-    storage = _storage(cluster)
+    storage = _storage(cluster, students)
     ingress_class_line = _ingress_class(cluster)
     print(f"      Part IV: {'each student also gets a namespace inside the mesh' if mesh_on else 'no mesh installed'} "
           f"({'' if mesh_on else 'python -m msalab mesh install, then workshop up, gives them one; '}the instructors' guide: Part IV)",
@@ -384,6 +418,7 @@ def up(students: int = 0, users: list[str] | None = None, password: str | None =
               "hub_namespace": spec()["namespace"], "node_address_rules": _node_address_rules(cluster),
               "node_address": _node_address(cluster), "registry": external.registry(),
               "mesh_suffix": MESH_SUFFIX if mesh_on else "", "lab_images": json.dumps(components),
+              "home_size": spec()["home_size"], "home_storage_class": storage.home_class,
               **{f"server_{k}": v for k, v in spec()["server"].items()}, **quota_values(room, students)}
     values["server_cpu_request"] = _cpu_m(values["server_cpu_request"]) / 1000
     values["server_cpu_limit"] = _cpu_m(values["server_cpu_limit"]) / 1000
@@ -489,8 +524,9 @@ def reset(student: str) -> list[str]:
     hub_api(cluster, "DELETE", f"/users/{student}/server")
     cluster.wait_until(lambda: not (hub_api(cluster, "GET", f"/users/{student}") or {}).get("servers"),
                        f"{student}'s server to stop", 120)
-    hub_api(cluster, "DELETE", f"/users/{student}")
+    hub_api(cluster, "DELETE", f"/users/{student}")  # KubeSpawner deletes their home's claim too
     cluster.kubectl("delete", "secret", f"student-token-{student}", "-n", spec()["namespace"], "--ignore-not-found")
+    _free_home(cluster, student)
     namespace = spec()["student_namespace_prefix"] + student
     cluster.kubectl("delete", "namespace", namespace, namespace + MESH_SUFFIX, "--ignore-not-found", "--wait=true",
                     "--timeout=180s")
@@ -498,7 +534,30 @@ def reset(student: str) -> list[str]:
     cluster.kubectl("delete", "rolebinding", f"msalab-workshop-{student}", "-n", mesh.SYSTEM_NAMESPACE, "--ignore-not-found",
                     check=False)
     _forget_tracing_provider(cluster, namespace + MESH_SUFFIX)
-    return [f"server of {student}", f"user {student}", f"namespace {namespace}"]
+    return [f"server of {student}", f"user {student}", f"home of {student}", f"namespace {namespace}"]
+
+
+def home_claim(student: str) -> str:
+    return f"home-{student}"  # = jupyterhub_config.py's pvc_name_template
+
+
+def _free_home(cluster, student: str) -> None:
+    """The student's home deleted: its claim (KubeSpawner's, when the hub deleted the user), and
+    on the course cluster its seat's folder emptied and the seat's volume made free for a new
+    student (a volume kept when its claim goes must be emptied and released by hand)."""
+    claim = home_claim(student)
+    cluster.kubectl("delete", "pvc", claim, "-n", spec()["namespace"], "--ignore-not-found", "--wait=true", "--timeout=120s")
+    volumes = json.loads(cluster.kubectl("get", "pv", "-l", LABEL, "-o", "json"))["items"]
+    for volume in volumes:
+        ref = volume["spec"].get("claimRef") or {}
+        if volume["spec"].get("storageClassName") == HOME_CLASS and ref.get("name") == claim \
+                and ref.get("namespace") == spec()["namespace"]:
+            folder = (volume["spec"].get("hostPath") or {}).get("path", "")
+            if not folder.startswith(f"{HOME_VOLUMES}/"):  # only the seats `up` made
+                continue
+            _node_shell(f"find {folder} -mindepth 1 -delete")
+            cluster.kubectl("patch", "pv", volume["metadata"]["name"], "--type=json",
+                            "-p", '[{"op": "remove", "path": "/spec/claimRef"}]')
 
 
 def _forget_tracing_provider(cluster, mesh_namespace: str) -> None:

@@ -109,7 +109,8 @@ from msalab import k8s
 from kubernetes.client.exceptions import ApiException
 cluster = k8s.Cluster()
 for verb, what, ns in (("get", "pods", "{PREFIX}bob"), ("create", "deployments", "{PREFIX}bob"),
-                       ("delete", "pods", "{PREFIX}bob"), ("get", "pods", "{PREFIX}ann"), ("create", "networkpolicies", "{PREFIX}ann")):
+                       ("delete", "pods", "{PREFIX}bob"), ("get", "pods", "{PREFIX}ann"), ("create", "networkpolicies", "{PREFIX}ann"),
+                       ("get", "persistentvolumeclaims", "{deploy.spec()['namespace']}")):
     answer = subprocess.run([*cluster._kubectl, "auth", "can-i", verb, what, "-n", ns], capture_output=True, text=True).stdout.strip()
     print("can-i", verb, what, ns, answer)
 try:
@@ -128,9 +129,13 @@ privileged = {{"metadata": {{"name": "root"}}, "spec": {{"containers": [{{"name"
 ingress = {{"metadata": {{"name": "steal"}}, "spec": {{"rules": [{{"host": "localhost", "http": {{"paths": [{{"path": "/hub/login",
            "pathType": "Prefix", "backend": {{"service": {{"name": "x", "port": {{"number": 80}}}}}}}}]}}}}]}}}}
 external = {{"metadata": {{"name": "capture"}}, "spec": {{"ports": [{{"port": 80}}], "externalIPs": ["10.96.0.10"]}}}}
+# A claim of the seats' class would bind a free seat's home volume (a later student's).
+seat = {{"metadata": {{"name": "seat"}}, "spec": {{"storageClassName": "{deploy.HOME_CLASS}", "accessModes": ["ReadWriteOnce"],
+        "resources": {{"requests": {{"storage": "1Gi"}}}}}}}}
 for what, create in (("privileged pod", lambda: cluster.core.create_namespaced_pod("{PREFIX}ann", privileged)),
                      ("hub-host ingress", lambda: cluster.networking.create_namespaced_ingress("{PREFIX}ann", ingress)),
-                     ("externalIPs service", lambda: cluster.core.create_namespaced_service("{PREFIX}ann", external))):
+                     ("externalIPs service", lambda: cluster.core.create_namespaced_service("{PREFIX}ann", external)),
+                     ("seat claim", lambda: cluster.core.create_namespaced_persistent_volume_claim("{PREFIX}ann", seat))):
     try:
         create()
         print(what, "allowed")
@@ -144,8 +149,9 @@ for what, create in (("privileged pod", lambda: cluster.core.create_namespaced_p
     assert f"can-i delete pods {PREFIX}bob no" in printed
     assert f"can-i get pods {PREFIX}ann yes" in printed  # the same token acts in ann's own namespace
     assert f"can-i create networkpolicies {PREFIX}ann no" in printed  # and cannot lift her isolation
+    assert f"can-i get persistentvolumeclaims {deploy.spec()['namespace']} no" in printed  # nor read the homes' claims
     assert "real request: 403" in printed and "real delete: 403" in printed
-    for what in ("privileged pod", "hub-host ingress", "externalIPs service"):
+    for what in ("privileged pod", "hub-host ingress", "externalIPs service", "seat claim"):
         assert f"{what} refused" in printed, printed
 
 
@@ -309,6 +315,34 @@ def test_reports_survive_a_hub_restart(cluster, workshop, students):
     assert error is None and "still here" in printed
 
 
+NOTE = "~/labs/part3/my-notes.txt"
+
+
+def _stop_server(cluster, name: str) -> None:
+    deploy.hub_api(cluster, "DELETE", f"/users/{name}/server")
+    cluster.wait_until(lambda: not (deploy.hub_api(cluster, "GET", f"/users/{name}") or {}).get("servers"),
+                       f"{name}'s server to stop", 120)
+    cluster.wait_until(lambda: not cluster.core.list_namespaced_pod(
+        deploy.spec()["namespace"], label_selector=f"msalab.dev/student={name}").items, f"{name}'s server pod to go", 120)
+
+
+def test_a_students_edits_survive_a_stopped_server(cluster, workshop, students):
+    """The idle culler, the instructor (Stop Server) or a full node stops a server: the student's
+    home is a volume of its own, so their labs and notes are there when it starts again."""
+    ann = students["ann"]
+    printed, error = ann.run(f"import os; open(os.path.expanduser({NOTE!r}), 'w').write('ann was here')")
+    assert error is None, (error, printed)
+    _stop_server(cluster, "ann")
+    assert ann.start_server() > 0
+    printed, error = ann.run(f"import os; print(open(os.path.expanduser({NOTE!r})).read())")
+    assert error is None and "ann was here" in printed, (error, printed)
+    home = cluster.core.read_namespaced_persistent_volume_claim(deploy.home_claim("ann"), deploy.spec()["namespace"])
+    # On the course cluster (no default StorageClass) it is one of the seats' folders `up` made.
+    assert (home.status.phase, home.spec.storage_class_name) == ("Bound", deploy.HOME_CLASS)
+    volume = cluster.core.read_persistent_volume(home.spec.volume_name)
+    assert volume.spec.host_path.path.startswith(f"{deploy.HOME_VOLUMES}/seat-"), volume.spec.host_path
+
+
 def _status(url: str, token: str | None = None) -> int | None:
     try:
         return requests.get(url, timeout=5, headers={"Authorization": f"token {token}"} if token else {}).status_code
@@ -324,13 +358,20 @@ def test_workshop_status_lists_the_students(workshop, students):
 
 
 def test_reset_puts_one_student_back_to_new(cluster, workshop, students):
+    printed, error = students["cho"].run(f"import os; open(os.path.expanduser({NOTE!r}), 'w').write('old')")
+    assert error is None, (error, printed)
     removed = deploy.reset("cho")
-    assert f"namespace {PREFIX}cho" in removed
+    assert f"namespace {PREFIX}cho" in removed and "home of cho" in removed
     assert not cluster.kubectl("get", "namespace", f"{PREFIX}cho", "--ignore-not-found", "-o", "name").strip()
+    assert not cluster.kubectl("get", "pvc", deploy.home_claim("cho"), "-n", deploy.spec()["namespace"],
+                               "--ignore-not-found", "-o", "name").strip()
     assert set(deploy.status()["students"]) == {"ann", "bob"}
-    again = client.Student(workshop["url"], "cho", PASSWORD)  # the seat is free again
+    again = client.Student(workshop["url"], "cho", PASSWORD)  # the seat is free again, with a new home
     again.log_in()
     assert again.start_server() > 0
+    printed, error = again.run(f"import os; print(os.path.exists(os.path.expanduser({NOTE!r})), "
+                               "sorted(os.listdir(os.path.expanduser('~/labs'))))")
+    assert error is None and printed.startswith("False ") and "'part3'" in printed, (error, printed)
     started = time.monotonic()
     printed, error = again.run(lab_code(1))
     assert error is None and f"working in namespace {PREFIX}cho" in printed, (error, printed, time.monotonic() - started)

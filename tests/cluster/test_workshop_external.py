@@ -2,7 +2,7 @@
 
 The course's offline cluster stands in for it, used the way msalab uses any other cluster: only
 through a copy of its kubeconfig, with storage the "instructor" made (a default StorageClass
-and a volume), and given images only through a registry. That registry is go-containerregistry's
+and two volumes: the hub's and the student's home), and given images only through a registry. That registry is go-containerregistry's
 (pinned in versions.yaml) on 127.0.0.1, where the node's containerd pulls over plain HTTP as it
 does for any localhost registry. Nothing is loaded into the node: every image the hub, the
 student's server and the student's lab run is pulled from there under the registry's name.
@@ -60,23 +60,26 @@ def instructor_cluster(cluster, registry):
     its kubeconfig, a registry. Undone at the end, with everything the workshop made."""
     if manage.current_provider() != "offline":
         pytest.skip("the stand-in registry is on 127.0.0.1, which only the offline provider's node reaches")
-    VOLUME_DIR.mkdir(parents=True, exist_ok=True)
-    shutil.chown(VOLUME_DIR, 10001, 10001)  # the hub's user (a hostPath volume does not honour fsGroup)
-    cluster.kubectl("apply", "-f", "-", input_text=f"""
-apiVersion: storage.k8s.io/v1
+    # Two volumes of the default class, for the hub's claim and the student's home. Either claim
+    # may bind either volume, so each folder is writable by any user (as local-path-provisioner
+    # makes its folders; a hostPath volume does not honour fsGroup).
+    volumes = [f"""apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata: {{name: {STORAGE}, annotations: {{storageclass.kubernetes.io/is-default-class: "true"}}}}
-provisioner: kubernetes.io/no-provisioner
----
-apiVersion: v1
+provisioner: kubernetes.io/no-provisioner"""]
+    for number in (1, 2):
+        folder = VOLUME_DIR / str(number)
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o777)
+        volumes.append(f"""apiVersion: v1
 kind: PersistentVolume
-metadata: {{name: {STORAGE}-1}}
+metadata: {{name: {STORAGE}-{number}}}
 spec:
   capacity: {{storage: 1Gi}}
   accessModes: [ReadWriteOnce]
   storageClassName: {STORAGE}
-  hostPath: {{path: {VOLUME_DIR}, type: Directory}}
-""")
+  hostPath: {{path: {folder}, type: Directory}}""")
+    cluster.kubectl("apply", "-f", "-", input_text="\n---\n".join(volumes))
     kubeconfig = paths.cache_dir() / "test-instructor.kubeconfig"
     shutil.copy(manage.kubeconfig(), kubeconfig)
     with pytest.MonkeyPatch.context() as env:
@@ -90,7 +93,7 @@ spec:
         assert manage.current_provider() == "external"
         yield registry
         deploy.down()
-    cluster.kubectl("delete", "persistentvolume", f"{STORAGE}-1", "--ignore-not-found")
+    cluster.kubectl("delete", "persistentvolume", f"{STORAGE}-1", f"{STORAGE}-2", "--ignore-not-found")
     cluster.kubectl("delete", "storageclass", STORAGE, "--ignore-not-found")
     kubeconfig.unlink()
     shutil.rmtree(VOLUME_DIR, ignore_errors=True)
@@ -121,6 +124,9 @@ def test_a_workshop_runs_on_a_cluster_of_ones_own(cluster, instructor_cluster):
     server = cluster.core.list_namespaced_pod(deploy.spec()["namespace"],
                                               label_selector=f"msalab.dev/student={STUDENT}").items[0]
     assert server.spec.containers[0].image == f"{registry}/class/{lab_ref}"
+    # Their home is a claim on the cluster's default StorageClass.
+    home = cluster.core.read_namespaced_persistent_volume_claim(deploy.home_claim(STUDENT), deploy.spec()["namespace"])
+    assert (home.status.phase, home.spec.storage_class_name) == ("Bound", STORAGE)
     printed, error = student.run("\n".join(client.lab_cells("part3/01-pods.ipynb", 4)))
     assert error is None, f"{error}\n{printed}"
     assert "✓ both containers of the pod are running and ready" in printed, printed
