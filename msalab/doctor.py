@@ -153,6 +153,8 @@ def workshop(students: int | None) -> list[Finding]:
         deploy.validate(students, [])
         meshed = mesh.installed()  # Part IV's labs need more room: up reserves it when the mesh is there
         room = deploy.check_capacity(Cluster(), students, meshed=meshed)
+        if manage.current_provider() in ("offline", "kind"):  # the homes are folders on its node
+            deploy.check_node_disk(students)
     except LabError as err:
         return [Finding(False, f"workshop of {students}: {err.problem}", err.fix)]
     return [Finding(True, f"workshop of {students}: the cluster holds up to {room['max_students']} students "

@@ -190,7 +190,7 @@ def _storage(cluster, students: int) -> Storage:
         raise LabError("this cluster has no default StorageClass for the hub's volume and the students' homes",
                        "create a default StorageClass (annotation storageclass.kubernetes.io/is-default-class: "
                        "\"true\"), then rerun python -m msalab workshop up")
-    _check_node_disk(students)
+    check_node_disk(students)
     # hostPath does not honour fsGroup: each folder is made for its user here.
     _node_shell(f"mkdir -p {HOST_VOLUME} && chown {HUB_UID}:{HUB_UID} {HOST_VOLUME} && chmod 700 {HOST_VOLUME}")
     seats = " ".join(str(HOME_VOLUMES / f"seat-{seat}") for seat in range(1, students + 1))
@@ -218,7 +218,7 @@ spec:
 """
 
 
-def _check_node_disk(students: int) -> None:
+def check_node_disk(students: int) -> None:
     """The node's disk must hold every seat's home at its full size (a folder enforces no size)."""
     need = students * _memory_mi(spec()["home_size"]) + 1024  # and the hub's volume
     # The nearest existing folder: the workshop's own is made below.

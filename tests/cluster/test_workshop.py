@@ -57,6 +57,8 @@ def test_bad_input_is_refused_with_the_fix(cluster, workshop):
         deploy.up(students=0)
     with pytest.raises(LabError, match="can hold .* student"):
         deploy.check_capacity(cluster, 1000)
+    with pytest.raises(LabError, match="MiB of disk free"):
+        deploy.check_node_disk(1_000_000)  # a million homes: more than the node's disk holds
     with pytest.raises(LabError, match="already running"):
         deploy.up(students=2)
 
