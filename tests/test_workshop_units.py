@@ -454,3 +454,36 @@ def test_kubelet_metrics_unreachable_names_the_services_logs_in_the_workshops_na
         mode.kubelet_metrics("node-1", "metrics/cadvisor")
     assert "did not answer" in caught.value.args[0]
     assert f"logs -n {paths.versions()['workshop']['namespace']} deploy/kubelet-metrics" in str(caught.value)
+
+
+def test_the_seats_report_names_students_whose_deleted_home_still_holds_a_seat():
+    """Delete User on the admin page leaves a seat's volume Released, with the student's files,
+    until `workshop reset NAME` frees it: status names them and gives that command."""
+    def seat(number, phase, claim=None):
+        return {"metadata": {"name": f"{deploy.HOME_CLASS}-{number}"},
+                "spec": {"storageClassName": deploy.HOME_CLASS, "hostPath": {"path": f"{deploy.HOME_VOLUMES}/seat-{number}"},
+                         **({"claimRef": {"name": claim, "namespace": deploy.spec()["namespace"], "uid": "u"}} if claim else {})},
+                "status": {"phase": phase}}
+    seats = [seat(1, "Bound", "home-ann"), seat(2, "Released", "home-bob"), seat(3, "Available")]
+    report = deploy.seat_report(seats)
+    assert {k: report[k] for k in ("seats", "in use", "free")} == {"seats": 3, "in use": 1, "free": 1}
+    assert report["held by deleted students"] == ["bob"] and "workshop reset NAME" in report["fix"]
+    assert "fix" not in deploy.seat_report(seats[:1] + seats[2:])
+
+
+def test_only_the_seats_up_made_are_ever_emptied():
+    """reset empties a folder only of a seat's volume: the seats' class, under the seats' folder."""
+    import json
+    from types import SimpleNamespace
+
+    def volume(name, storage_class, path, phase="Released", claim="home-bob"):
+        return {"metadata": {"name": name}, "status": {"phase": phase},
+                "spec": {"storageClassName": storage_class, "hostPath": {"path": path}, "claimRef": {"name": claim}}}
+    items = [volume("msalab-workshop-hub", "", str(deploy.HOST_VOLUME), claim="hub-db"),
+             volume("elsewhere", deploy.HOME_CLASS, "/srv/data"),
+             volume("seat-1", deploy.HOME_CLASS, f"{deploy.HOME_VOLUMES}/seat-1"),
+             volume("seat-2", deploy.HOME_CLASS, f"{deploy.HOME_VOLUMES}/seat-2", phase="Bound"),
+             volume("seat-3", deploy.HOME_CLASS, f"{deploy.HOME_VOLUMES}/seat-3", claim="home-ann")]
+    cluster = SimpleNamespace(kubectl=lambda *args, check=True: json.dumps({"items": items}))
+    assert [v["metadata"]["name"] for v in deploy._seats(cluster)] == ["seat-1", "seat-2", "seat-3"]
+    assert [v["metadata"]["name"] for v in deploy._seats(cluster, released_by="home-bob")] == ["seat-1"]

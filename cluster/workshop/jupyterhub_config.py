@@ -61,6 +61,16 @@ c.JupyterHub.authenticator_class = WorkshopAuthenticator
 c.SharedPasswordAuthenticator.user_password = env["WORKSHOP_PASSWORD"]
 c.SharedPasswordAuthenticator.admin_password = env["WORKSHOP_ADMIN_PASSWORD"]
 c.Authenticator.admin_users = {INSTRUCTOR}
+
+
+def landing_page(handler):
+    """The instructor lands on the admin page: they have no server (it would take a student's
+    seat). Students go to their server ('' is JupyterHub's default)."""
+    user = handler.current_user
+    return "/hub/admin" if user is not None and user.name == INSTRUCTOR else ""
+
+
+c.JupyterHub.default_url = landing_page
 c.Authenticator.allow_all = True  # bounded by WorkshopAuthenticator: the class list or the class size
 c.JupyterHub.template_vars = {"announcement_login": (
     "Log in with the name you choose for the day and the workshop's password. "
@@ -105,7 +115,7 @@ c.KubeSpawner.storage_class = env["WORKSHOP_HOME_STORAGE_CLASS"] or None  # None
 c.KubeSpawner.storage_extra_labels = {"app.kubernetes.io/part-of": "msalab-workshop", "msalab.dev/student": "{username}"}
 c.KubeSpawner.fs_gid = 1000  # a new volume of the default class is made writable for the student's group
 c.KubeSpawner.volumes = [{"name": "student-token", "secret": {"secretName": "student-token-{username}"}},
-                         {"name": "home", "persistentVolumeClaim": {"claimName": "home-{username}"}}]
+                         {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
 c.KubeSpawner.volume_mounts = [{"name": "student-token", "mountPath": "/var/run/secrets/msalab-workshop", "readOnly": True},
                                {"name": "home", "mountPath": "/home/student"}]
 c.KubeSpawner.cpu_guarantee = float(env["WORKSHOP_SERVER_CPU_REQUEST"])
@@ -117,6 +127,10 @@ c.KubeSpawner.start_timeout = 300
 c.KubeSpawner.http_timeout = 120
 c.KubeSpawner.environment = {
     "MSALAB_WORKSHOP_NAMESPACE": PREFIX + "{username}",  # msalab's workshop mode: labs deploy here
+    # The state of Parts I and II's processes (the shop's databases, Prometheus', Loki's data)
+    # lives as long as they do: on the server's own disk, not in the home that outlives it.
+    "MSALAB_HOME": "/tmp/msalab",
+    "MSALAB_CACHE": "/tmp/msalab/cache",
     "MSALAB_BOARD_URL": f"http://hub.{HUB_NAMESPACE}.svc.cluster.local:8000/services/board/",
     # Labs III.6 and IV.7: the kubelet's metrics of the student's own pods (hub.yaml: kubelet-metrics).
     "MSALAB_KUBELET_METRICS_URL": f"http://kubelet-metrics.{HUB_NAMESPACE}.svc.cluster.local:{METRICS_PORT}",
@@ -187,6 +201,9 @@ async def create_student_objects(spawner):
     namespace inside the mesh where there is one (student-mesh.yaml) and their tracing provider, then a
     fresh token of that account for the server (Secret student-token-NAME in the hub's namespace)."""
     name = spawner.user.name
+    if name == INSTRUCTOR:
+        raise web.HTTPError(403, "The instructor has no server of their own (it would take a student's seat and home): "
+                                 "the admin page is /hub/admin, the board /services/board/.")
     namespace = PREFIX + name
     values = {key[len("WORKSHOP_"):].lower(): value for key, value in env.items() if key.startswith("WORKSHOP_")}
     text = STUDENT_OBJECTS.substitute(values, student=name, namespace=namespace)

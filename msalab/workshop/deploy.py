@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import subprocess
 import time
 import urllib.error
@@ -503,8 +504,25 @@ def status() -> dict:
                             "pod": servers.get(u["name"], "-")}
                 for u in users if u["name"] != INSTRUCTOR}
     seats = next((e["value"] for e in _hub_container(cluster)["env"] if e["name"] == "WORKSHOP_STUDENTS"), "?")
-    return {"running": True, "url": hub_url(cluster=cluster), "seats": int(seats), "students": students,
+    info = {"running": True, "url": hub_url(cluster=cluster), "seats": int(seats), "students": students,
             "capacity": capacity(cluster)}
+    homes = _seats(cluster)
+    if homes:  # the course cluster: a folder per seat
+        info["homes"] = seat_report(homes)
+    return info
+
+
+def seat_report(seats: list[dict]) -> dict:
+    """How the seats' home volumes stand; one a deleted student left Released holds a seat
+    until `reset` empties it (a student deleted on the hub's admin page)."""
+    phases = [(seat.get("status") or {}).get("phase") for seat in seats]
+    report = {"seats": len(seats), "in use": phases.count("Bound"), "free": phases.count("Available")}
+    left = sorted(seat["spec"]["claimRef"]["name"].removeprefix("home-") for seat, phase in zip(seats, phases)
+                  if phase == "Released")
+    if left:
+        report["held by deleted students"] = left
+        report["fix"] = "python -m msalab workshop reset NAME, for each name above"
+    return report
 
 
 def _hub_container(cluster) -> dict:
@@ -513,51 +531,117 @@ def _hub_container(cluster) -> dict:
 
 
 def reset(student: str) -> list[str]:
-    """One student back to new: their server stopped, their namespace (and everything a lab
-    made there) deleted, their seat freed. Their board rows stay: they are the class's record."""
+    """One student back to new: their server stopped, their home and their namespaces (and
+    everything a lab made there) deleted, their seat freed. Their board rows stay: they are the
+    class's record. Also cleans up after a student deleted on the hub's admin page (whose home's
+    volume would otherwise keep its seat)."""
     from ..k8s import Cluster
     cluster = Cluster()
     if not NAME.match(student):
         raise LabError(f"not a student name: {student!r}", "python -m msalab workshop status lists them")
-    if student not in (u["name"] for u in hub_api(cluster, "GET", "/users") or []):
-        raise LabError(f"no student {student!r} in this workshop", "python -m msalab workshop status lists them")
-    hub_api(cluster, "DELETE", f"/users/{student}/server")
-    cluster.wait_until(lambda: not (hub_api(cluster, "GET", f"/users/{student}") or {}).get("servers"),
-                       f"{student}'s server to stop", 120)
-    hub_api(cluster, "DELETE", f"/users/{student}")  # KubeSpawner deletes their home's claim too
-    cluster.kubectl("delete", "secret", f"student-token-{student}", "-n", spec()["namespace"], "--ignore-not-found")
-    _free_home(cluster, student)
     namespace = spec()["student_namespace_prefix"] + student
+    known = student in (u["name"] for u in hub_api(cluster, "GET", "/users") or [])
+    left_behind = _seats(cluster, released_by=home_claim(student)) or \
+        cluster.kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name").strip()
+    if not known and not left_behind:
+        raise LabError(f"no student {student!r} in this workshop", "python -m msalab workshop status lists them")
+    home = _claim(cluster, student)  # read before the hub deletes it: which claim, bound to which volume
+    removed = []
+    if known:
+        hub_api(cluster, "DELETE", f"/users/{student}/server")
+        cluster.wait_until(lambda: not (hub_api(cluster, "GET", f"/users/{student}") or {}).get("servers"),
+                           f"{student}'s server to stop", 120)
+        hub_api(cluster, "DELETE", f"/users/{student}")  # KubeSpawner deletes their home's claim too
+        removed += [f"server of {student}", f"user {student}"]
+    cluster.kubectl("delete", "secret", f"student-token-{student}", "-n", spec()["namespace"], "--ignore-not-found")
+    _free_home(cluster, student, home)
     cluster.kubectl("delete", "namespace", namespace, namespace + MESH_SUFFIX, "--ignore-not-found", "--wait=true",
                     "--timeout=180s")
     cluster.kubectl("delete", "clusterrolebinding", f"msalab-workshop-nodes-{student}", "--ignore-not-found")
     cluster.kubectl("delete", "rolebinding", f"msalab-workshop-{student}", "-n", mesh.SYSTEM_NAMESPACE, "--ignore-not-found",
                     check=False)
     _forget_tracing_provider(cluster, namespace + MESH_SUFFIX)
-    return [f"server of {student}", f"user {student}", f"home of {student}", f"namespace {namespace}"]
+    return removed + [f"home of {student}", f"namespace {namespace}"]
 
 
 def home_claim(student: str) -> str:
     return f"home-{student}"  # = jupyterhub_config.py's pvc_name_template
 
 
-def _free_home(cluster, student: str) -> None:
-    """The student's home deleted: its claim (KubeSpawner's, when the hub deleted the user), and
-    on the course cluster its seat's folder emptied and the seat's volume made free for a new
-    student (a volume kept when its claim goes must be emptied and released by hand)."""
-    claim = home_claim(student)
-    cluster.kubectl("delete", "pvc", claim, "-n", spec()["namespace"], "--ignore-not-found", "--wait=true", "--timeout=120s")
+def _claim(cluster, student: str):
+    """The student's home's claim (its uid names this one claim, not a later one of the same name), or None."""
+    from kubernetes.client.exceptions import ApiException
+    try:
+        return cluster.core.read_namespaced_persistent_volume_claim(home_claim(student), spec()["namespace"])
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def _seats(cluster, released_by: str | None = None) -> list[dict]:
+    """The seats' volumes `up` made on the course cluster's node; with released_by, only those a
+    deleted claim of that name left Released (their folder still holds its student's files)."""
     volumes = json.loads(cluster.kubectl("get", "pv", "-l", LABEL, "-o", "json"))["items"]
-    for volume in volumes:
-        ref = volume["spec"].get("claimRef") or {}
-        if volume["spec"].get("storageClassName") == HOME_CLASS and ref.get("name") == claim \
-                and ref.get("namespace") == spec()["namespace"]:
-            folder = (volume["spec"].get("hostPath") or {}).get("path", "")
-            if not folder.startswith(f"{HOME_VOLUMES}/"):  # only the seats `up` made
-                continue
-            _node_shell(f"find {folder} -mindepth 1 -delete")
-            cluster.kubectl("patch", "pv", volume["metadata"]["name"], "--type=json",
-                            "-p", '[{"op": "remove", "path": "/spec/claimRef"}]')
+    seats = [v for v in volumes if v["spec"].get("storageClassName") == HOME_CLASS
+             and (v["spec"].get("hostPath") or {}).get("path", "").startswith(f"{HOME_VOLUMES}/")]
+    if released_by is None:
+        return seats
+    return [v for v in seats if (v.get("status") or {}).get("phase") == "Released"
+            and (v["spec"].get("claimRef") or {}).get("name") == released_by]
+
+
+def _free_home(cluster, student: str, home) -> None:
+    """The student's home deleted: its claim (KubeSpawner's, when the hub deleted the user), and
+    on the course cluster its seat emptied and free again (a volume kept when its claim goes
+    stays Released until it is). Only that claim's volume is touched, once Released: a claim of
+    the same name made since (the student logged in again) and its volume are left alone.
+    Without a claim (deleted on the hub's admin page), the seats its name left Released."""
+    if home is None:
+        for seat in _seats(cluster, released_by=home_claim(student)):
+            _free_seat(cluster, seat)
+        return
+    _delete_claim(cluster, home)
+    name, uid, volume = home.metadata.name, home.metadata.uid, home.spec.volume_name
+    if volume not in {s["metadata"]["name"] for s in _seats(cluster)}:
+        return  # the default StorageClass's volume: its reclaim policy deletes it
+
+    def released() -> list[dict]:
+        return [s for s in _seats(cluster, released_by=name)
+                if s["metadata"]["name"] == volume and s["spec"]["claimRef"].get("uid") == uid]
+    cluster.wait_until(lambda: bool(released()), f"{student}'s home's volume {volume} to be released", 60)
+    _free_seat(cluster, released()[0])
+
+
+def _delete_claim(cluster, home) -> None:
+    """That claim (by uid) deleted, and gone."""
+    from kubernetes.client import V1DeleteOptions, V1Preconditions
+    from kubernetes.client.exceptions import ApiException
+
+    namespace, name, uid = spec()["namespace"], home.metadata.name, home.metadata.uid
+    try:
+        cluster.core.delete_namespaced_persistent_volume_claim(
+            name, namespace, body=V1DeleteOptions(preconditions=V1Preconditions(uid=uid)))
+    except ApiException as err:
+        if err.status not in (404, 409):  # gone already; or a newer claim of that name, left alone
+            raise
+
+    def gone() -> bool:
+        try:
+            return cluster.core.read_namespaced_persistent_volume_claim(name, namespace).metadata.uid != uid
+        except ApiException as err:
+            if err.status == 404:
+                return True
+            raise
+    cluster.wait_until(gone, f"the claim {name}", 120)
+
+
+def _free_seat(cluster, seat: dict) -> None:
+    """A Released seat: its folder emptied, then its claimRef removed (if still that claim's), so it binds the next claim."""
+    _node_shell(f"find {shlex.quote(seat['spec']['hostPath']['path'])} -mindepth 1 -delete")
+    patch = [{"op": "test", "path": "/spec/claimRef/uid", "value": seat["spec"]["claimRef"].get("uid")},
+             {"op": "remove", "path": "/spec/claimRef"}]
+    cluster.kubectl("patch", "pv", seat["metadata"]["name"], "--type=json", "-p", json.dumps(patch))
 
 
 def _forget_tracing_provider(cluster, mesh_namespace: str) -> None:
@@ -576,7 +660,8 @@ def _forget_tracing_provider(cluster, mesh_namespace: str) -> None:
 
 def down() -> list[str]:
     """Everything `up` and the hub created: students' namespaces first (their servers), then
-    the hub, the cluster-wide objects, the volume and its folder, kube-network-policies."""
+    the hub (and the homes' claims), the cluster-wide objects, the volumes and their folders,
+    kube-network-policies."""
     from ..k8s import Cluster
     cluster = Cluster()
     removed = []

@@ -86,6 +86,23 @@ def test_the_steps_are_on_the_board(workshop, students):
     assert page.status_code == 200 and all(name in page.text for name in STUDENTS)
 
 
+def test_the_instructor_lands_on_the_admin_page_and_takes_no_seat(cluster, workshop, students):
+    """Logged in through the form, as a browser follows the redirects, the instructor lands on
+    the admin page; a server of theirs is refused, so no seat's home goes to them."""
+    url, web = workshop["url"], requests.Session()
+    web.get(f"{url}/hub/login", timeout=30).raise_for_status()
+    page = web.post(f"{url}/hub/login", timeout=60, data={"username": deploy.INSTRUCTOR, "password": workshop["admin_password"],
+                                                           "_xsrf": web.cookies.get("_xsrf", "")})
+    assert page.status_code == 200 and page.url == f"{url}/hub/admin", (page.status_code, page.url)
+    reply = web.post(f"{url}/hub/api/users/{deploy.INSTRUCTOR}/server", timeout=60,
+                     headers={"X-XSRFToken": web.cookies.get("_xsrf", "")})
+    assert reply.status_code >= 400 and "no server of their own" in reply.text, (reply.status_code, reply.text[:300])
+    namespace = deploy.spec()["namespace"]
+    assert not cluster.kubectl("get", "pvc", deploy.home_claim(deploy.INSTRUCTOR), "-n", namespace, "--ignore-not-found",
+                               "-o", "name").strip()
+    assert not cluster.core.list_namespaced_pod(namespace, label_selector=f"msalab.dev/student={deploy.INSTRUCTOR}").items
+
+
 def test_a_student_sees_only_their_own_rows(students):
     ann = students["ann"]
     own = ann.board("GET").json()["reports"]
@@ -262,6 +279,39 @@ print(json.dumps(json.loads(cluster.kubectl("get", "replicasets", "-n", ns, "-o"
     students["cho"].run("from msalab import k8s; k8s.Cluster().delete_namespace('greedy')")
 
 
+def test_a_student_cannot_take_a_free_seats_home(cluster, students):
+    """A seat's volume binds any claim of its class. A student's account may not make claims
+    (RBAC: the direct claim is refused above), and their quota allows none, which stops the
+    controllers that would make one for them: here a StatefulSet's claim template."""
+    code = f"""
+import json
+from msalab import k8s
+cluster = k8s.Cluster()
+ns = cluster.fresh_namespace("seat")
+grab = {{"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {{"name": "grab"}},
+        "spec": {{"serviceName": "grab", "replicas": 1, "selector": {{"matchLabels": {{"app": "grab"}}}},
+                 "template": {{"metadata": {{"labels": {{"app": "grab"}}}}, "spec": {{"containers": [
+                     {{"name": "pause", "image": "registry.k8s.io/pause:3.10.2",
+                      "volumeMounts": [{{"name": "home", "mountPath": "/home"}}]}}]}}}},
+                 "volumeClaimTemplates": [{{"metadata": {{"name": "home"}}, "spec": {{
+                     "storageClassName": "{deploy.HOME_CLASS}", "accessModes": ["ReadWriteOnce"],
+                     "resources": {{"requests": {{"storage": "1Gi"}}}}}}}}]}}}}
+cluster.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(grab))
+cluster.wait_until(lambda: "exceeded quota" in cluster.kubectl("get", "events", "-n", ns, "-o", "json"),
+                   "the quota to refuse the claim", 60)
+print(ns)
+"""
+    printed, error = students["ann"].run(code)
+    assert error is None, error
+    namespace = printed.strip().splitlines()[-1]
+    assert namespace == f"{PREFIX}ann"
+    assert cluster.core.list_namespaced_persistent_volume_claim(namespace).items == []
+    events = cluster.core.list_namespaced_event(namespace, field_selector="involvedObject.name=grab").items
+    assert any("exceeded quota" in (e.message or "") and "persistentvolumeclaims" in e.message for e in events), \
+        [e.message for e in events]
+    students["ann"].run("from msalab import k8s; k8s.Cluster().delete_namespace('seat')")
+
+
 def test_the_hub_mints_tokens_of_students_accounts_only(cluster, students):
     # The hub's account may mint tokens (its students'), and kubelet-metrics' right reads every
     # pod's metrics: the hub's admission policy keeps the one from reaching the other.
@@ -362,6 +412,7 @@ def test_workshop_status_lists_the_students(workshop, students):
 def test_reset_puts_one_student_back_to_new(cluster, workshop, students):
     printed, error = students["cho"].run(f"import os; open(os.path.expanduser({NOTE!r}), 'w').write('old')")
     assert error is None, (error, printed)
+    seat = cluster.core.read_namespaced_persistent_volume_claim(deploy.home_claim("cho"), deploy.spec()["namespace"]).spec.volume_name
     removed = deploy.reset("cho")
     assert f"namespace {PREFIX}cho" in removed and "home of cho" in removed
     assert not cluster.kubectl("get", "namespace", f"{PREFIX}cho", "--ignore-not-found", "-o", "name").strip()
@@ -374,6 +425,24 @@ def test_reset_puts_one_student_back_to_new(cluster, workshop, students):
     printed, error = again.run(f"import os; print(os.path.exists(os.path.expanduser({NOTE!r})), "
                                "sorted(os.listdir(os.path.expanduser('~/labs'))))")
     assert error is None and printed.startswith("False ") and "'part3'" in printed, (error, printed)
+    # The only free seat was cho's own: emptied (the note is gone), freed, and bound again.
+    home = cluster.core.read_namespaced_persistent_volume_claim(deploy.home_claim("cho"), deploy.spec()["namespace"])
+    assert home.spec.volume_name == seat
+
+
+def test_a_student_deleted_on_the_admin_page_is_cleaned_up_by_reset(cluster, workshop, students):
+    """Delete User on the hub's admin page deletes the home's claim, and its seat's volume stays
+    Released (with the student's files) until `workshop reset NAME` empties and frees it."""
+    deploy.hub_api(cluster, "DELETE", "/users/bob/server")
+    cluster.wait_until(lambda: not (deploy.hub_api(cluster, "GET", "/users/bob") or {}).get("servers"), "bob's server to stop", 120)
+    deploy.hub_api(cluster, "DELETE", "/users/bob")
+    cluster.wait_until(lambda: "bob" in deploy.status()["homes"].get("held by deleted students", []),
+                       "bob's seat to show as held", 60)
+    assert "workshop reset NAME" in deploy.status()["homes"]["fix"]
+    assert "home of bob" in deploy.reset("bob")
+    homes = deploy.status()["homes"]
+    assert (homes["free"], "held by deleted students" in homes) == (1, False), homes
+    assert not cluster.kubectl("get", "namespace", f"{PREFIX}bob", "--ignore-not-found", "-o", "name").strip()
     started = time.monotonic()
     printed, error = again.run(lab_code(1))
     assert error is None and f"working in namespace {PREFIX}cho" in printed, (error, printed, time.monotonic() - started)

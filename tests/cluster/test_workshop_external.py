@@ -75,7 +75,7 @@ provisioner: kubernetes.io/no-provisioner"""]
 kind: PersistentVolume
 metadata: {{name: {STORAGE}-{number}}}
 spec:
-  capacity: {{storage: 1Gi}}
+  capacity: {{storage: {deploy.spec()["home_size"]}}}
   accessModes: [ReadWriteOnce]
   storageClassName: {STORAGE}
   hostPath: {{path: {folder}, type: Directory}}""")
