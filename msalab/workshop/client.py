@@ -28,13 +28,19 @@ class Student:
         """The login form, as a browser posts it (with the form's XSRF token)."""
         self.web.get(f"{self.hub}/hub/login", timeout=30).raise_for_status()
         reply = self.web.post(f"{self.hub}/hub/login", allow_redirects=False, timeout=30,
-                              data={"username": self.name, "password": self.password, "_xsrf": self.web.cookies.get("_xsrf", "")})
+                              data={"username": self.name, "password": self.password, "_xsrf": self._xsrf()})
         if reply.status_code != 302:
             raise LabError(f"the hub refused {self.name}'s login (HTTP {reply.status_code}): {login_error(reply.text)}",
                            "check the name and the workshop's password: python -m msalab workshop status --passwords")
 
+    def _xsrf(self) -> str:
+        """The hub's XSRF cookie. A restarted hub sets it again, which may leave two (for /hub/
+        and for /): the most specific path's, the one a browser sends first."""
+        cookies = sorted((c for c in self.web.cookies if c.name == "_xsrf"), key=lambda c: -len(c.path or ""))
+        return cookies[0].value if cookies else ""
+
     def _hub_api(self, method: str, path: str, **kwargs) -> requests.Response:
-        headers = {"X-XSRFToken": self.web.cookies.get("_xsrf", "")}
+        headers = {"X-XSRFToken": self._xsrf()}
         return self.web.request(method, f"{self.hub}/hub/api{path}", headers=headers, timeout=60, **kwargs)
 
     def start_server(self, timeout_s: float = 300) -> float:

@@ -428,6 +428,9 @@ def test_reset_puts_one_student_back_to_new(cluster, workshop, students):
     # The only free seat was cho's own: emptied (the note is gone), freed, and bound again.
     home = cluster.core.read_namespaced_persistent_volume_claim(deploy.home_claim("cho"), deploy.spec()["namespace"])
     assert home.spec.volume_name == seat
+    started = time.monotonic()
+    printed, error = again.run(lab_code(1))
+    assert error is None and f"working in namespace {PREFIX}cho" in printed, (error, printed, time.monotonic() - started)
 
 
 def test_a_student_deleted_on_the_admin_page_is_cleaned_up_by_reset(cluster, workshop, students):
@@ -443,6 +446,3 @@ def test_a_student_deleted_on_the_admin_page_is_cleaned_up_by_reset(cluster, wor
     homes = deploy.status()["homes"]
     assert (homes["free"], "held by deleted students" in homes) == (1, False), homes
     assert not cluster.kubectl("get", "namespace", f"{PREFIX}bob", "--ignore-not-found", "-o", "name").strip()
-    started = time.monotonic()
-    printed, error = again.run(lab_code(1))
-    assert error is None and f"working in namespace {PREFIX}cho" in printed, (error, printed, time.monotonic() - started)
