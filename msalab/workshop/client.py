@@ -34,9 +34,14 @@ class Student:
                            "check the name and the workshop's password: python -m msalab workshop status --passwords")
 
     def _xsrf(self) -> str:
-        """The hub's XSRF cookie. A restarted hub sets it again, which may leave two (for /hub/
-        and for /): the most specific path's, the one a browser sends first."""
-        cookies = sorted((c for c in self.web.cookies if c.name == "_xsrf"), key=lambda c: -len(c.path or ""))
+        """The hub's XSRF cookie. A restarted hub sets a new one beside the old (another path),
+        and checks the new one: then both are dropped and the hub's home page gives a fresh one."""
+        cookies = [c for c in self.web.cookies if c.name == "_xsrf"]
+        if len(cookies) > 1:
+            for cookie in cookies:
+                self.web.cookies.clear(cookie.domain, cookie.path, cookie.name)
+            self.web.get(f"{self.hub}/hub/home", timeout=30)
+            cookies = [c for c in self.web.cookies if c.name == "_xsrf"]
         return cookies[0].value if cookies else ""
 
     def _hub_api(self, method: str, path: str, **kwargs) -> requests.Response:
