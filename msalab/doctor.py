@@ -152,8 +152,9 @@ def workshop(students: int | None) -> list[Finding]:
     try:
         deploy.validate(students, [])
         meshed = mesh.installed()  # Part IV's labs need more room: up reserves it when the mesh is there
-        room = deploy.check_capacity(Cluster(), students, meshed=meshed)
-        if manage.current_provider() in ("offline", "kind"):  # the homes are folders on its node
+        cluster = Cluster()
+        room = deploy.check_capacity(cluster, students, meshed=meshed)
+        if deploy.uses_node_folders(cluster):  # the homes are folders on the course cluster's node
             deploy.check_node_disk(students)
     except LabError as err:
         return [Finding(False, f"workshop of {students}: {err.problem}", err.fix)]

@@ -176,9 +176,9 @@ class Storage(NamedTuple):
     home_class: str      # the students' homes' storageClassName ('' for the default class)
 
 
-def _storage(cluster, students: int) -> Storage:
-    """The hub's volume and the students' homes: claims on the cluster's default StorageClass
-    where it has one; else folders on the course cluster's node, one for the hub and one per seat."""
+def uses_node_folders(cluster) -> bool:
+    """Whether the hub's volume and the homes are folders on the course cluster's node: it has no
+    default StorageClass that provisions (else LabError on a cluster of one's own)."""
     classes = cluster.kubectl("get", "storageclass", "-o", "json", check=False)
     # kind's fallback class names the in-tree host-path provisioner, which the controller
     # manager runs only with a test flag: a claim on it stays Pending forever.
@@ -186,11 +186,19 @@ def _storage(cluster, students: int) -> Storage:
                if (c["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"
                and c.get("provisioner") != INERT_PROVISIONER]
     if default:
-        return Storage("", "", "")
+        return False
     if _provider() not in ("offline", "kind"):
         raise LabError("this cluster has no default StorageClass for the hub's volume and the students' homes",
                        "create a default StorageClass (annotation storageclass.kubernetes.io/is-default-class: "
                        "\"true\"), then rerun python -m msalab workshop up")
+    return True
+
+
+def _storage(cluster, students: int) -> Storage:
+    """The hub's volume and the students' homes: claims on the cluster's default StorageClass
+    where it has one; else folders on the course cluster's node, one for the hub and one per seat."""
+    if not uses_node_folders(cluster):
+        return Storage("", "", "")
     check_node_disk(students)
     # hostPath does not honour fsGroup: each folder is made for its user here.
     _node_shell(f"mkdir -p {HOST_VOLUME} && chown {HUB_UID}:{HUB_UID} {HOST_VOLUME} && chmod 700 {HOST_VOLUME}")
@@ -541,16 +549,13 @@ def reset(student: str) -> list[str]:
         raise LabError(f"not a student name: {student!r}", "python -m msalab workshop status lists them")
     namespace = spec()["student_namespace_prefix"] + student
     known = student in (u["name"] for u in hub_api(cluster, "GET", "/users") or [])
-    left_behind = _seats(cluster, released_by=home_claim(student)) or \
-        cluster.kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name").strip()
-    if not known and not left_behind:
+    if not known and not (_seats(cluster, released_by=home_claim(student))
+                          or cluster.kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name").strip()):
         raise LabError(f"no student {student!r} in this workshop", "python -m msalab workshop status lists them")
     home = _claim(cluster, student)  # read before the hub deletes it: which claim, bound to which volume
     removed = []
     if known:
-        hub_api(cluster, "DELETE", f"/users/{student}/server")
-        cluster.wait_until(lambda: not (hub_api(cluster, "GET", f"/users/{student}") or {}).get("servers"),
-                           f"{student}'s server to stop", 120)
+        stop_server(cluster, student)
         hub_api(cluster, "DELETE", f"/users/{student}")  # KubeSpawner deletes their home's claim too
         removed += [f"server of {student}", f"user {student}"]
     cluster.kubectl("delete", "secret", f"student-token-{student}", "-n", spec()["namespace"], "--ignore-not-found")
@@ -564,15 +569,26 @@ def reset(student: str) -> list[str]:
     return removed + [f"home of {student}", f"namespace {namespace}"]
 
 
+def stop_server(cluster, student: str) -> None:
+    """The student's server stopped through the hub (as the admin page's Stop Server does)."""
+    hub_api(cluster, "DELETE", f"/users/{student}/server")
+    cluster.wait_until(lambda: not (hub_api(cluster, "GET", f"/users/{student}") or {}).get("servers"),
+                       f"{student}'s server to stop", 120)
+
+
 def home_claim(student: str) -> str:
     return f"home-{student}"  # = jupyterhub_config.py's pvc_name_template
 
 
 def _claim(cluster, student: str):
     """The student's home's claim (its uid names this one claim, not a later one of the same name), or None."""
+    return _read_claim(cluster, home_claim(student))
+
+
+def _read_claim(cluster, name: str):
     from kubernetes.client.exceptions import ApiException
     try:
-        return cluster.core.read_namespaced_persistent_volume_claim(home_claim(student), spec()["namespace"])
+        return cluster.core.read_namespaced_persistent_volume_claim(name, spec()["namespace"])
     except ApiException as err:
         if err.status == 404:
             return None
@@ -627,12 +643,8 @@ def _delete_claim(cluster, home) -> None:
             raise
 
     def gone() -> bool:
-        try:
-            return cluster.core.read_namespaced_persistent_volume_claim(name, namespace).metadata.uid != uid
-        except ApiException as err:
-            if err.status == 404:
-                return True
-            raise
+        now = _read_claim(cluster, name)
+        return now is None or now.metadata.uid != uid
     cluster.wait_until(gone, f"the claim {name}", 120)
 
 

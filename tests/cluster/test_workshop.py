@@ -371,9 +371,7 @@ NOTE = "~/labs/part3/my-notes.txt"
 
 
 def _stop_server(cluster, name: str) -> None:
-    deploy.hub_api(cluster, "DELETE", f"/users/{name}/server")
-    cluster.wait_until(lambda: not (deploy.hub_api(cluster, "GET", f"/users/{name}") or {}).get("servers"),
-                       f"{name}'s server to stop", 120)
+    deploy.stop_server(cluster, name)
     cluster.wait_until(lambda: not cluster.core.list_namespaced_pod(
         deploy.spec()["namespace"], label_selector=f"msalab.dev/student={name}").items, f"{name}'s server pod to go", 120)
 
@@ -436,8 +434,7 @@ def test_reset_puts_one_student_back_to_new(cluster, workshop, students):
 def test_a_student_deleted_on_the_admin_page_is_cleaned_up_by_reset(cluster, workshop, students):
     """Delete User on the hub's admin page deletes the home's claim, and its seat's volume stays
     Released (with the student's files) until `workshop reset NAME` empties and frees it."""
-    deploy.hub_api(cluster, "DELETE", "/users/bob/server")
-    cluster.wait_until(lambda: not (deploy.hub_api(cluster, "GET", "/users/bob") or {}).get("servers"), "bob's server to stop", 120)
+    deploy.stop_server(cluster, "bob")
     deploy.hub_api(cluster, "DELETE", "/users/bob")
     cluster.wait_until(lambda: "bob" in deploy.status()["homes"].get("held by deleted students", []),
                        "bob's seat to show as held", 60)
