@@ -107,17 +107,40 @@ class Mesh:
 
     def envoy(self, namespace: str, app: str, path: str) -> str:
         """GET a path of the proxy's admin API (localhost:15000 inside the pod), via pilot-agent."""
-        return self.cluster.kubectl("exec", "-n", namespace, self.pod(namespace, app), "-c", PROXY, "--",
-                                    "pilot-agent", "request", "GET", path)
+        return self._envoy_of_pod(namespace, self.pod(namespace, app), path)
+
+    def _envoy_of_pod(self, namespace: str, pod: str, path: str) -> str:
+        return self.cluster.kubectl("exec", "-n", namespace, pod, "-c", PROXY, "--", "pilot-agent", "request", "GET", path)
 
     def stats(self, namespace: str, app: str, contains: str) -> dict[str, float]:
         """Envoy's counters and gauges whose name contains `contains`."""
+        return _stat_values(self.envoy(namespace, app, f"stats?filter={contains}"))
+
+    def _proxy_pods(self, namespace: str) -> list[str]:
+        """The running pods of the namespace that have a proxy."""
+        return [pod.metadata.name for pod in self.cluster.core.list_namespaced_pod(namespace).items
+                if pod.status.phase == "Running" and pod.metadata.deletion_timestamp is None
+                and PROXY in [c.name for c in [*(pod.spec.init_containers or []), *pod.spec.containers]]]
+
+    def draining(self, namespace: str) -> dict[str, float]:
+        """Each proxy of the namespace that still serves connections it accepted under a listener
+        or filter chain istiod has since replaced, or still warms a new one (the old chains start
+        draining once it is warm) -> how many listeners and chains that is."""
         found = {}
-        for line in self.envoy(namespace, app, f"stats?filter={contains}").splitlines():
-            name, _, value = line.partition(": ")
-            if value.strip().lstrip("-").isdigit():
-                found[name] = float(value)
+        for pod in self._proxy_pods(namespace):
+            count = sum(_stat_values(self._envoy_of_pod(namespace, pod, "stats?filter=_(draining|warming)$")).values())
+            if count:
+                found[pod] = count
         return found
+
+    def drain_time_s(self, namespace: str) -> float:
+        """How long the namespace's proxies keep serving connections under a replaced listener
+        (Envoy's --drain-time-s, from the mesh's drainDuration; 0 without proxies)."""
+        pods = self._proxy_pods(namespace)
+        if not pods:
+            return 0.0
+        options = json.loads(self._envoy_of_pod(namespace, pods[0], "server_info"))["command_line_options"]
+        return float(options["drain_time"].rstrip("s"))
 
     def access_log(self, namespace: str, app: str, request_id: str) -> list[str]:
         """The proxy's access-log lines for one request (the mesh logs every request it carries)."""
@@ -152,6 +175,38 @@ class Mesh:
                                             for state in types.values()),
                                 f"the proxies in {namespace} to acknowledge istiod's config", timeout_s)
 
+    def wait_drained(self, namespace: str) -> None:
+        """Until the proxies in the namespace serve no connection under a listener they had
+        replaced by now. Each drain ends after the drain time, so that is the longest wait; a
+        drain still running then began later, for someone else's change (in a shared mesh every
+        proxy holds every Service's listeners), and is not waited for."""
+        deadline = time.monotonic() + self.drain_time_s(namespace) + 2
+        while self.draining(namespace) and time.monotonic() < deadline:
+            time.sleep(1)
+
+    def settled(self, namespace: str, measure, expected, timeout_s: float = 60):
+        """What measure() gives once a rule just applied or deleted is in force in the namespace.
+        measure() again until it gives `expected` (the proxies on the measured path have the
+        change), then wait until they have drained the connections they accepted before it (the
+        drain time: 5 s in the course's mesh, 45 s in Istio's default): only then can no pooled
+        connection carry a call under the old rule. Measured once more after that, so the check
+        judges the steady state, and fails if the rule is wrong (it never gives what was expected)."""
+        deadline = time.monotonic() + timeout_s
+        while measure() != expected and time.monotonic() < deadline:
+            time.sleep(1)
+        self.wait_drained(namespace)
+        return measure()
+
+
+def _stat_values(text: str) -> dict[str, float]:
+    """Envoy's stats text (`name: value` lines) -> the numeric ones."""
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if value.strip().lstrip("-").isdigit():
+            found[name] = float(value)
+    return found
+
 
 def binomial_bounds(count: int, share: float, sigmas: float = 4.0) -> tuple[int, int]:
     """The range a weighted random split lands in, all but about 1 run in 15,000 at 4 sigma:
@@ -182,21 +237,6 @@ def calls_from(cluster, namespace: str, app: str, url: str, count: int, headers:
     code = CALLS.format(count=count, url=url, headers=headers or {}, instance_header=instance_header)
     out = cluster.exec_python(namespace, f"deploy/{app}", code, timeout_s=300)
     return [tuple(pair) for pair in json.loads(out.strip().splitlines()[-1])]
-
-
-def settled(measure, expected, timeout_s: float = 60, every_s: float = 1.0):
-    """measure() again until it gives `expected` or timeout_s pass; its last value either way.
-    A rule is in force everywhere only once every proxy has it and has drained the connections
-    it opened before: the check after this then judges the steady state, and fails if the
-    rule is wrong (the value never becomes what was expected)."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = measure()
-        if found == expected or time.monotonic() > deadline:
-            return found
-        time.sleep(every_s)
 
 
 def catalog_version(instance: str) -> str:

@@ -143,3 +143,37 @@ def test_the_footprint_counts_programs_run_from_the_build_cache_not_builds_that_
         for proc in running:
             proc.kill()
             proc.wait()
+
+
+def test_envoy_stats_text_gives_its_numbers():
+    from msalab.mesh import _stat_values
+
+    text = ("listener_manager.total_filter_chains_draining: 7\nserver.state: 0\n"
+            "cluster.inbound|8080||.upstream_rq_time: P0(nan,1) P25(nan,1.02)\n")
+    assert _stat_values(text) == {"listener_manager.total_filter_chains_draining": 7.0, "server.state": 0.0}
+
+
+def test_a_mesh_rule_is_judged_after_every_proxy_drained(monkeypatch):
+    """The value settled() returns is measured after the drain, not the first one that matched:
+    a pooled connection opened under the old rule may answer between the two."""
+    from msalab.mesh import Mesh
+
+    mesh, seen = Mesh.__new__(Mesh), []
+    drains = iter([{"catalog-7d9f": 7.0}, {}])
+    monkeypatch.setattr(mesh, "drain_time_s", lambda namespace: 5.0)
+    monkeypatch.setattr(mesh, "draining", lambda namespace: seen.append("draining?") or next(drains))
+    answers = iter([403, 200, 403])
+    assert mesh.settled("shop", lambda: next(answers), 200) == 403
+    assert seen == ["draining?", "draining?"]
+
+
+def test_a_drain_that_outlasts_the_drain_time_is_not_waited_for(monkeypatch):
+    """Every drain of this change has ended once the drain time has passed: one still running
+    then is another change's (a shared mesh), and waiting for it could last all class."""
+    from msalab.mesh import Mesh
+
+    mesh, polls = Mesh.__new__(Mesh), []
+    monkeypatch.setattr(mesh, "drain_time_s", lambda namespace: 0.0)
+    monkeypatch.setattr(mesh, "draining", lambda namespace: polls.append(1) or {"catalog-7d9f": 7.0})
+    mesh.wait_drained("shop")
+    assert 2 <= len(polls) <= 4  # polled once a second until the drain time (0 s) plus 2 s had passed

@@ -122,8 +122,11 @@ def test_the_hub_config_is_valid_python():
     ast.parse((paths.REPO / "cluster" / "workshop" / "jupyterhub_config.py").read_text())
     assert os.access(paths.REPO / "cluster" / "workshop" / "start-lab", os.X_OK)
     # reset deletes the home's claim by the name the hub gives it.
-    assert f'pvc_name_template = "{deploy.home_claim("{username}")}"' in \
-        (paths.REPO / "cluster" / "workshop" / "jupyterhub_config.py").read_text()
+    config = (paths.REPO / "cluster" / "workshop" / "jupyterhub_config.py").read_text()
+    assert f'pvc_name_template = "{deploy.home_claim("{username}")}"' in config
+    # The proxy and the hub's services reach the hub in its pod; students' servers by its Service.
+    assert 'c.JupyterHub.hub_connect_url = "http://127.0.0.1:8081"' in config
+    assert 'c.Spawner.hub_connect_url = f"http://hub.{HUB_NAMESPACE}.svc.cluster.local:8081"' in config
 
 
 def test_a_students_objects_render_as_the_hub_fills_them():

@@ -81,7 +81,12 @@ c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/jupyterhub_cookie_secret"
 c.JupyterHub.bind_url = "http://:8000"
 c.JupyterHub.hub_bind_url = "http://:8081"
-c.JupyterHub.hub_connect_url = f"http://hub.{HUB_NAMESPACE}.svc.cluster.local:8081"
+# The proxy and the hub's own services (the board, the idle culler) run in the hub's pod: they
+# reach the hub over loopback, so a restarted hub answers through the proxy as soon as it
+# listens, with no wait for its Service to list the new pod. Students' servers reach it
+# through its Service.
+c.JupyterHub.hub_connect_url = "http://127.0.0.1:8081"
+c.Spawner.hub_connect_url = f"http://hub.{HUB_NAMESPACE}.svc.cluster.local:8081"
 # configurable-http-proxy runs beside the hub in its pod (the hub starts it): one pod to
 # restart, and the proxy's routes are rebuilt from the hub's database when it starts.
 c.ConfigurableHTTPProxy.should_start = True

@@ -21,7 +21,7 @@ import yaml
 
 from .. import engine, paths
 from ..errors import LabError
-from . import gatewayapi, gobuild, ingress, kindnode, nerdctl
+from . import gatewayapi, gobuild, ingress, kindnode, nerdctl, servicerange
 
 CONFIG = paths.REPO / "cluster" / "kind" / "kind-config.yaml"
 ADDONS = paths.REPO / "cluster" / "addons"
@@ -95,17 +95,18 @@ def _kind(*args: str, runtime: str | None = None, check: bool = True, capture: b
 
 
 def _config(course_node: bool) -> str:
-    """kind's config: the course's file; for the course's node image, with what that image
-    needs: CoreDNS is the course's own add-on (the offline cluster's, which never asks a
-    resolver outside the machine), so kubeadm does not install its own."""
-    if not course_node:
-        return str(CONFIG)
+    """kind's config: the course's file, with the Service range the course's rules name (kind's
+    default, written out so that it and versions.yaml cannot part). For the course's node image,
+    also what that image needs: CoreDNS is the course's own add-on (the offline cluster's,
+    which never asks a resolver outside the machine), so kubeadm does not install its own."""
     config = yaml.safe_load(CONFIG.read_text())
-    config.setdefault("networking", {})["podSubnet"] = kindnode.spec()["pod_subnet"]
-    config.setdefault("kubeadmConfigPatches", []).append(yaml.safe_dump(
-        {"kind": "InitConfiguration", "skipPhases": ["preflight", "addon/coredns"]}))
+    config.setdefault("networking", {})["serviceSubnet"] = servicerange.service_cidr()
+    if course_node:
+        config["networking"]["podSubnet"] = kindnode.spec()["pod_subnet"]
+        config.setdefault("kubeadmConfigPatches", []).append(yaml.safe_dump(
+            {"kind": "InitConfiguration", "skipPhases": ["preflight", "addon/coredns"]}))
     target = paths.cluster_dir() / "kind-config.yaml"
-    target.write_text("# Written by msalab.cluster.kind for the course's node image\n" + yaml.safe_dump(config))
+    target.write_text("# Written by msalab.cluster.kind from cluster/kind/kind-config.yaml\n" + yaml.safe_dump(config))
     return str(target)
 
 
@@ -135,6 +136,8 @@ def up(images: list[str]) -> None:
     else:
         _require_port_mappings(name, chosen["runtime"])
         _kind("export", "kubeconfig", "--name", name, "--kubeconfig", str(kubeconfig))
+    # Also on a node that exists (made before the rules were), and at each of its boots.
+    node_shell(servicerange.install_on_node_command())
     load_images(images)  # the cluster never pulls the course's own images
 
     def run_kubectl(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
@@ -161,12 +164,17 @@ def _local_addon_images() -> list[str]:
     return offline.addon_images()
 
 
+def _container_tool(runtime: str | None) -> str:
+    """The command that reaches the node containers of this runtime."""
+    return str(nerdctl.binaries()["nerdctl"] / "nerdctl") if runtime == "nerdctl" else "docker"
+
+
 def _require_port_mappings(name: str, runtime: str) -> None:
     """A kind node's port mappings are fixed when it is created: one made by an older course
     version may lack the Gateway's port, and its routes would then be unreachable."""
     cluster = paths.versions()["cluster"]
     node = f"{name}-control-plane"
-    tool = [str(nerdctl.binaries()["nerdctl"] / "nerdctl")] if runtime == "nerdctl" else ["docker"]
+    tool = [_container_tool(runtime)]
     for key in ("ingress_host_port", "gateway_host_port"):
         port = cluster[key]
         mapped = subprocess.run([*tool, "port", node, f"{port}/tcp"], capture_output=True, text=True,
@@ -206,6 +214,17 @@ def down() -> list[str]:
         kubeconfig_path().unlink(missing_ok=True)
         _setup_record().unlink(missing_ok=True)
     return removed
+
+
+def node_shell(command: str) -> str:
+    """A shell command on the cluster's node (a container of the recorded runtime); what it printed."""
+    node = f"{spec()['cluster_name']}-control-plane"
+    result = subprocess.run([_container_tool(setup().get("runtime")), "exec", node, "sh", "-c", command],
+                            capture_output=True, text=True, env=kind_env())
+    if result.returncode != 0:
+        raise LabError(f"on the cluster's node, `{command}` failed: {result.stderr.strip()[-300:]}",
+                       "python -m msalab cluster status; then python -m msalab cluster up --provider kind")
+    return result.stdout
 
 
 def is_up() -> bool:

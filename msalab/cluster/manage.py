@@ -10,7 +10,7 @@ import subprocess
 from .. import paths
 from ..errors import LabError
 from ..workshop import mode as workshop_mode
-from . import external, hostpaths, kind, netfilter, offline, policyrules
+from . import external, hostpaths, kind, netfilter, offline, policyrules, servicerange
 
 
 def _provider_record():
@@ -38,6 +38,21 @@ def current_provider() -> str | None:
         return "external"
     record = _provider_record()
     return record.read_text().strip() if record.exists() else None
+
+
+def node_shell(command: str) -> str:
+    """A shell command on the course cluster's node: this machine (offline), or kind's node
+    container; what it printed."""
+    provider = current_provider()
+    if provider == "kind":
+        return kind.node_shell(command)
+    if provider != "offline":
+        raise LabError("only the course's own cluster's node can be reached from here", "python -m msalab cluster up")
+    try:
+        return subprocess.run(["sh", "-c", command], check=True, capture_output=True, text=True).stdout
+    except subprocess.CalledProcessError as err:
+        raise LabError(f"on the cluster's node, `{command}` failed: {(err.stderr or '').strip()[-300:]}",
+                       "python -m msalab cluster status") from err
 
 
 def _not_for_external(command: str) -> None:
@@ -134,6 +149,9 @@ def status() -> dict:
                          for n in json.loads(nodes.stdout)["items"]}
     if provider == "offline":
         info["processes"] = offline.status()["processes"]
+    if provider in ("offline", "kind") and info["running"]:
+        # The node's routing rules: a pod's call to a Service with no ready pod stays inside.
+        info["service_range_kept_inside"] = servicerange.in_place(node_shell("ip rule show"))
     return info
 
 
@@ -161,6 +179,9 @@ def footprint() -> list[str]:
             lines.append(f"process {argv[0]}")
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     lines += [f"link {m.group(1)}" for m in re.finditer(r"^\d+: ([^:@]+)", links, re.M)]
+    # Routing rules (servicerange.py adds two on the offline cluster's node, this machine).
+    lines += [f"ip {family} rule {line}" for family in ("-4", "-6")
+              for line in subprocess.run(["ip", family, "rule", "show"], capture_output=True, text=True).stdout.splitlines()]
     lines += [f"netns {n}" for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
               if not n.startswith("(")]
     lines += [f"mount {m.split()[1]}" for m in open("/proc/mounts").read().splitlines()

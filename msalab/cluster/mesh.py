@@ -141,8 +141,15 @@ def student_tracing_provider(mesh_namespace: str) -> str:
 # Envoy's per-service stats kept (Istio's default inclusion list drops every cluster.inbound|...
 # and cluster.outbound|... stat, which the labs and Prometheus read); and requests sized for a
 # 2-core classroom machine (the profile asks 500m/2Gi for istiod and 100m/128Mi per sidecar,
-# which a meshed shop or two would exhaust on one node).
+# which a meshed shop or two would exhaust on one node). And a 5 s drain: when a policy replaces
+# a listener's filter chains, each proxy keeps serving the connections it accepted before under
+# the old chains for the drain time (Istio's default, 45 s), so a pooled connection could still
+# carry a call under a deleted rule; a lab or test that changes policies waits that drain out
+# (msalab.mesh.Mesh.settled), and 5 s keeps the wait short. It also caps a pod's shutdown drain
+# (terminationDrainDuration, 5 s by default: pilot-agent drains the inbound listeners gracefully,
+# for Envoy's drain time), so raising that one alone would not lengthen it.
 COURSE_SETTINGS = ["profile=minimal", "meshConfig.accessLogFile=/dev/stdout",
+                   "meshConfig.defaultConfig.drainDuration=5s",
                    "meshConfig.defaultConfig.proxyStatsMatcher.inclusionPrefixes[0]=cluster.outbound|",
                    "meshConfig.defaultConfig.proxyStatsMatcher.inclusionPrefixes[1]=cluster.inbound|",
                    "values.pilot.resources.requests.cpu=50m", "values.pilot.resources.requests.memory=256Mi",

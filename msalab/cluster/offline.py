@@ -23,7 +23,7 @@ from .. import paths
 from ..errors import LabError
 from ..ports import is_free, who_uses
 from ..engine import build_small_image
-from . import gatewayapi, gobuild, hostpaths, ingress, netfilter, pki
+from . import gatewayapi, gobuild, hostpaths, ingress, netfilter, pki, servicerange
 
 NODE = "msalab-node"
 TEMPLATES = paths.REPO / "cluster" / "offline"
@@ -347,6 +347,9 @@ def setup_bridge(net: dict) -> None:
     for rule in _forward_rules(bridge):
         if subprocess.run(["iptables", "-C", *rule], capture_output=True).returncode != 0:
             subprocess.run(["iptables", "-I", *rule], check=True)
+    # That ACCEPT also passes a pod's packet to a Service with no ready pod, which kube-proxy
+    # would refuse: refused at routing instead, before it can leave by the default route.
+    servicerange.apply_here()
 
 
 def _forward_rules(bridge: str) -> list[list[str]]:
@@ -470,6 +473,7 @@ def down() -> list[str]:
             print(f"[down] could not remove: {problem}", flush=True)
     for problem in hostpaths.restore(home() / "hostpaths-before.json"):
         print(f"[down] could not remove: {problem}", flush=True)
+    servicerange.remove_here()
     bridge = spec()["network"]["bridge"]
     _delete_pod_links(bridge)
     subprocess.run(["ip", "link", "delete", bridge], capture_output=True)

@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import shlex
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -154,20 +153,8 @@ def _provider() -> str | None:
 
 
 def _node_shell(command: str) -> str:
-    """A shell command on the course cluster's node: this machine (offline), or kind's node
-    container; what it printed."""
-    from ..cluster import kind, nerdctl
-    node = f"{kind.spec()['cluster_name']}-control-plane"
-    try:
-        if _provider() == "offline":
-            return subprocess.run(["sh", "-c", command], check=True, capture_output=True, text=True).stdout
-        if kind.setup().get("runtime") == "nerdctl":
-            return nerdctl.nerdctl("exec", node, "sh", "-c", command, text=True).stdout
-        return subprocess.run(["docker", "exec", node, "sh", "-c", command], check=True, capture_output=True,
-                              text=True).stdout
-    except subprocess.CalledProcessError as err:
-        raise LabError(f"on the cluster's node, `{command}` failed: {(err.stderr or '').strip()[-300:]}",
-                       "python -m msalab cluster status") from err
+    from ..cluster import manage
+    return manage.node_shell(command)
 
 
 class Storage(NamedTuple):

@@ -5,6 +5,7 @@ set (make test sets it after bringing the cluster up): there a missing cluster f
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -30,3 +31,41 @@ def shop_ns(cluster, request) -> str:
     cluster.deploy_shop(name)
     yield name
     cluster.delete_namespace(name)
+
+
+# What a pod sees when it opens a connection: an answer's first line, or the refusal's errno.
+_CONNECT = """
+import errno, json, socket, sys, time
+started = time.monotonic()
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.0\\r\\nHost: probe\\r\\n\\r\\n")
+        outcome = {"answered": s.recv(200).split(b"\\r\\n")[0].decode(errors="replace")}
+except OSError as err:
+    outcome = {"errno": errno.errorcode.get(err.errno, str(err))}
+outcome["seconds"] = round(time.monotonic() - started, 2)
+print(json.dumps(outcome))
+"""
+
+
+@pytest.fixture(scope="session")
+def connect_from(cluster):
+    """connect_from(namespace, pod_or_deploy, address, port): what that pod sees connecting there."""
+    def connect(namespace: str, target: str, address: str, port: int) -> dict:
+        printed = cluster.kubectl("exec", "-n", namespace, target, "--", "python3", "-c", _CONNECT, address, str(port))
+        return json.loads(printed.strip().splitlines()[-1])
+    return connect
+
+
+@pytest.fixture
+def service_without_pods(cluster):
+    """make(namespace): a Service whose selector matches no pod; its ClusterIP. Deleted afterwards."""
+    made = []
+
+    def make(namespace: str) -> str:
+        cluster.kubectl("create", "service", "clusterip", "nobody-home", "--tcp=80:8080", "-n", namespace)
+        made.append(namespace)
+        return cluster.core.read_namespaced_service("nobody-home", namespace).spec.cluster_ip
+    yield make
+    for namespace in made:
+        cluster.kubectl("delete", "service", "nobody-home", "-n", namespace, "--ignore-not-found", check=False)

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from msalab import k8s
-from msalab.cluster import manage, podmetrics
+from msalab.cluster import manage, podmetrics, servicerange
 from msalab.errors import LabError
 
 pytestmark = pytest.mark.cluster
@@ -87,6 +87,15 @@ def test_service_sends_only_to_ready_pods(cluster, shop_ns):
     seen = cluster.requests_by_pod(shop_ns, "inventory", 40, path="/api/inventory/p-0001")
     assert unready not in seen and sum(seen.values()) == 40, seen
     cluster.kubectl("scale", "deployment/inventory", "--replicas=1", "-n", shop_ns)
+
+
+def test_a_service_with_no_ready_pod_is_refused_inside_the_node(cluster, shop_ns, connect_from, service_without_pods):
+    """Its address was never rewritten to a pod's, so only the node's routing rules keep the
+    packet in (servicerange.py): refused at once as "no route to host", never answered from
+    beyond the node, never left to time out."""
+    assert servicerange.in_place(manage.node_shell("ip rule show")), "the node lacks the Service range's rules"
+    seen = connect_from(shop_ns, "deploy/gateway", service_without_pods(shop_ns), 80)
+    assert seen.get("errno") == "EHOSTUNREACH" and seen["seconds"] < 3, seen
 
 
 def _ready_addresses(cluster, ns: str, service: str) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from msalab.cluster import mesh as istio
-from msalab.mesh import Mesh, binomial_bounds, calls_from, settled, tally
+from msalab.mesh import Mesh, binomial_bounds, calls_from, tally
 
 PRODUCT = "http://catalog:8080/api/products/p-0001"
 # What an install can add cluster-wide; every one must be gone after the uninstall.
@@ -39,16 +39,16 @@ def meshed_shop(cluster, mesh):
 
 
 @pytest.fixture(autouse=True)
-def shop_answers_again(cluster, meshed_shop):
+def shop_answers_again(cluster, mesh, meshed_shop):
     """Each test starts and ends with the meshed shop answering from outside and from inside:
-    a rule a test removed is gone from every proxy, and from every connection opened under it,
-    only a moment after the delete."""
+    a rule a test removed is gone from every proxy, and from every connection opened under it
+    (pooled ones included: the API server's to the gateway's proxy), once it has settled."""
     def answering():
         return (cluster.shop(meshed_shop).products(1).status,
                 tally(calls_from(cluster, meshed_shop, "gateway", PRODUCT, 3)).get("v1", 0))
-    assert settled(answering, (200, 3)) == (200, 3)
+    assert mesh.settled(meshed_shop, answering, (200, 3)) == (200, 3)
     yield
-    assert settled(answering, (200, 3)) == (200, 3)
+    assert mesh.settled(meshed_shop, answering, (200, 3)) == (200, 3)
 
 
 def test_every_shop_pod_gets_a_native_sidecar_in_sync(cluster, mesh, meshed_shop):
@@ -61,6 +61,8 @@ def test_every_shop_pod_gets_a_native_sidecar_in_sync(cluster, mesh, meshed_shop
     stats = mesh.envoy(meshed_shop, "catalog", "stats")
     # Upstream Envoy took every listener and cluster istiod sent (no Istio-only filter).
     assert "listener_manager.lds.update_rejected: 0" in stats and "cluster_manager.cds.update_rejected: 0" in stats
+    # The course's drain time (msalab.cluster.mesh): a replaced rule is gone from every connection 5 s after.
+    assert mesh.drain_time_s(meshed_shop) == 5.0
 
 
 def test_a_weighted_split_lands_inside_its_binomial_bound(cluster, mesh, meshed_shop):
@@ -97,8 +99,8 @@ def test_an_empty_authorization_policy_denies_with_403(cluster, mesh, meshed_sho
     try:
         # In force once every connection opened before it has drained (a pooled one may still
         # carry a call under the old listener): then every call is denied.
-        denied = settled(lambda: [status for status, _ in calls_from(cluster, meshed_shop, "gateway", PRODUCT, 5)],
-                         [403] * 5)
+        denied = mesh.settled(meshed_shop, lambda: [status for status, _ in calls_from(cluster, meshed_shop, "gateway", PRODUCT, 5)],
+                              [403] * 5)
         assert denied == [403] * 5, denied
     finally:
         mesh.delete("authorizationpolicy-deny-all.yaml", meshed_shop)

@@ -213,6 +213,20 @@ def test_a_pod_cannot_reach_another_students_pod(cluster, students):
         cluster.delete_namespace(control)
 
 
+def test_a_students_call_to_a_service_with_no_ready_pod_stays_inside_the_node(cluster, students, connect_from,
+                                                                              service_without_pods):
+    """A student's server is selected by network policies, and kube-router's ACCEPT for the
+    traffic they allow comes before kube-proxy's refusal of a Service with no ready pod. Before
+    the node's routing rules (msalab/cluster/servicerange.py) such a call left by the default
+    route: here, it was answered from outside the machine (and a restarting hub's calls to its
+    own Service were, for minutes)."""
+    address = service_without_pods(PREFIX + "ann")
+    hub_namespace = deploy.spec()["namespace"]
+    server = cluster.core.list_namespaced_pod(hub_namespace, label_selector="msalab.dev/student=ann").items[0]
+    seen = connect_from(hub_namespace, f"pod/{server.metadata.name}", address, 80)
+    assert seen.get("errno") == "EHOSTUNREACH" and seen["seconds"] < 3, seen
+
+
 def test_a_student_reads_the_kubelets_metrics_of_their_own_pods_only(students):
     # Lab III.6's read, in ann's server: cAdvisor's series, through the workshop's kubelet-metrics
     # service. Every student has a shop pod running by now; ann sees her own, and no namespace
@@ -357,7 +371,10 @@ def test_reports_survive_a_hub_restart(cluster, workshop, students):
     namespace = deploy.spec()["namespace"]
     cluster.kubectl("delete", "pod", "-n", namespace, "-l", "app.kubernetes.io/name=workshop-hub", "--wait=true")
     cluster.wait_rollout(namespace, "hub", timeout_s=180)
-    cluster.wait_until(lambda: _status(f"{workshop['url']}/hub/health") == 200, "the restarted hub", 90)
+    # Ready means listening, and its proxy reaches it inside their pod (not through its Service,
+    # whose address led nowhere until it listed the new pod): through the Ingress at once.
+    cluster.wait_until(lambda: _status(f"{workshop['url']}/hub/health") == 200, "the restarted hub", 30)
+    assert "Route added / -> http://127.0.0.1:8081" in cluster.kubectl("logs", "-n", namespace, "deploy/hub")
     cluster.wait_until(lambda: _status(f"{workshop['url']}/services/board/api/reports",
                                        students["bob"].token()) == 200, "the board after the restart", 90)
     after = students["bob"].board("GET").json()["reports"]
