@@ -31,6 +31,12 @@ class Sample:
     error: str
     kind: str = "request"
 
+    @property
+    def answer_lost(self) -> bool:
+        """No answer, although the connection was made: the server had the request and may have
+        done its work (an order committed) before it died. A refused connection never got there."""
+        return self.status == 0 and not self.error.startswith(("ConnectError", "ConnectTimeout"))
+
 
 class LoadResult:
     def __init__(self, samples: list[Sample], duration_s: float) -> None:

@@ -177,3 +177,26 @@ def test_a_drain_that_outlasts_the_drain_time_is_not_waited_for(monkeypatch):
     monkeypatch.setattr(mesh, "draining", lambda namespace: polls.append(1) or {"catalog-7d9f": 7.0})
     mesh.wait_drained("shop")
     assert 2 <= len(polls) <= 4  # polled once a second until the drain time (0 s) plus 2 s had passed
+
+
+def test_an_answer_the_crash_cut_off_is_told_from_a_refused_connection():
+    """Lab I.2 bounds the orders a crash can leave without an answer: only a request that
+    reached the server can have been committed; a refused one never got there."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    def take_the_request_and_die():
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.close()  # like the crashed process: the request was read, no answer was sent
+    threading.Thread(target=take_the_request_and_die, daemon=True).start()
+    port = listener.getsockname()[1]
+    cut_off = shop.ShopClient(f"http://127.0.0.1:{port}").order({"p-0003": 1})
+    listener.close()
+    refused = shop.ShopClient(f"http://127.0.0.1:{port}").order({"p-0003": 1})
+
+    def sample(reply):
+        return load.Sample(0.0, reply.ms, reply.status, "", reply.error, "order")
+    assert cut_off.status == 0 and sample(cut_off).answer_lost, cut_off
+    assert refused.status == 0 and not sample(refused).answer_lost, refused
+    assert not load.Sample(0.0, 5.0, 201, "", "", "order").answer_lost

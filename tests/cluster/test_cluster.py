@@ -9,8 +9,8 @@ import time
 import psutil
 import pytest
 
-from msalab import k8s
-from msalab.cluster import manage, podmetrics, servicerange
+from msalab import k8s, paths
+from msalab.cluster import gobuild, kindnode, manage, podmetrics, servicerange
 from msalab.errors import LabError
 
 pytestmark = pytest.mark.cluster
@@ -240,8 +240,6 @@ spec:
 def test_routes_by_path_from_the_host(cluster, shop_ns, manifest, host, proxy):
     import httpx
 
-    from msalab import k8s
-
     url = getattr(k8s, proxy)()
     cluster.kubectl("apply", "-n", shop_ns, "-f", "-", input_text=manifest)
 
@@ -274,3 +272,17 @@ def test_gateway_api_is_the_version_the_book_teaches(cluster):
     accepted = cluster.kubectl("get", "gatewayclass", "envoy-gateway", "-o",
                                "jsonpath={.status.conditions[?(@.type=='Accepted')].status}")
     assert accepted == "True"
+
+
+def test_the_preloaded_images_are_the_ones_kubeadm_asks_for(cluster):
+    """kind's course node image preloads kubeadm's images by these names: one it does not find
+    would be pulled, and fail. Here, not among the unit tests: kubeadm comes with the cluster's
+    Kubernetes build (every provider's `cluster up` makes it), which a cold machine's unit-test
+    phase does not have yet."""
+    k8s_version = paths.versions()["cluster"]["kubernetes"]["version"]
+    kubeadm = gobuild.build_root("kubernetes", k8s_version) / "bin" / "kubeadm"
+    assert kubeadm.exists(), f"{kubeadm} is missing: `python -m msalab cluster up` builds it"
+    asked = subprocess.run([str(kubeadm), "config", "images", "list", "--kubernetes-version", k8s_version],
+                           capture_output=True, text=True, check=True).stdout.split()
+    # CoreDNS is the course's own add-on on kind's course node (kubeadm's phase is skipped).
+    assert sorted(a for a in asked if "coredns" not in a) == sorted(kindnode.preloaded_images().values())
