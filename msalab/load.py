@@ -33,9 +33,10 @@ class Sample:
 
     @property
     def answer_lost(self) -> bool:
-        """No answer, although the connection was made: the server had the request and may have
-        done its work (an order committed) before it died. A refused connection never got there."""
-        return self.status == 0 and not self.error.startswith(("ConnectError", "ConnectTimeout"))
+        """No answer, although a connection was made: the process may have read the request and
+        done its work (an order committed) before it died. A request that never got a connection
+        (refused, timed out connecting, or no free connection in the client's pool) never got there."""
+        return self.status == 0 and not self.error.startswith(("ConnectError", "ConnectTimeout", "PoolTimeout"))
 
 
 class LoadResult:

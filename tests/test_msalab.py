@@ -200,3 +200,5 @@ def test_an_answer_the_crash_cut_off_is_told_from_a_refused_connection():
     assert cut_off.status == 0 and sample(cut_off).answer_lost, cut_off
     assert refused.status == 0 and not sample(refused).answer_lost, refused
     assert not load.Sample(0.0, 5.0, 201, "", "", "order").answer_lost
+    for never_connected in ("ConnectTimeout: timed out", "PoolTimeout: no connection in the pool"):
+        assert not load.Sample(0.0, 5.0, 0, "", never_connected, "order").answer_lost

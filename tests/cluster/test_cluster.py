@@ -276,13 +276,12 @@ def test_gateway_api_is_the_version_the_book_teaches(cluster):
 
 def test_the_preloaded_images_are_the_ones_kubeadm_asks_for(cluster):
     """kind's course node image preloads kubeadm's images by these names: one it does not find
-    would be pulled, and fail. Here, not among the unit tests: kubeadm comes with the cluster's
-    Kubernetes build (every provider's `cluster up` makes it), which a cold machine's unit-test
-    phase does not have yet."""
-    k8s_version = paths.versions()["cluster"]["kubernetes"]["version"]
-    kubeadm = gobuild.build_root("kubernetes", k8s_version) / "bin" / "kubeadm"
-    assert kubeadm.exists(), f"{kubeadm} is missing: `python -m msalab cluster up` builds it"
-    asked = subprocess.run([str(kubeadm), "config", "images", "list", "--kubernetes-version", k8s_version],
+    would be pulled, and fail. Here, not among the unit tests: kubeadm comes with the course's
+    Kubernetes build, which a cold machine's unit-test phase does not have yet, and which the
+    offline cluster and the course's node image have made by now (elsewhere it is built here)."""
+    kube = paths.versions()["cluster"]["kubernetes"]
+    kubeadm = gobuild.build_kubernetes(kube["version"], kube["staging_version"], kube["commands"]) / "kubeadm"
+    asked = subprocess.run([str(kubeadm), "config", "images", "list", "--kubernetes-version", kube["version"]],
                            capture_output=True, text=True, check=True).stdout.split()
     # CoreDNS is the course's own add-on on kind's course node (kubeadm's phase is skipped).
     assert sorted(a for a in asked if "coredns" not in a) == sorted(kindnode.preloaded_images().values())
