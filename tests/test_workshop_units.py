@@ -308,7 +308,7 @@ def test_on_the_course_cluster_the_hub_and_each_seat_get_a_folder_of_the_node(mo
     volume of the seats' class, bound by the first student's claim; folders made for their users."""
     shell = []
     monkeypatch.setattr(deploy, "_provider", lambda: "kind")
-    monkeypatch.setattr(deploy, "_node_shell", _node(100_000, shell))
+    monkeypatch.setattr(deploy.manage, "node_shell", _node(100_000, shell))
     storage = deploy._storage(_cluster_with_classes(("standard", deploy.INERT_PROVISIONER)), 3)
     assert "volumeName: msalab-workshop-hub" in storage.hub_claim_line and storage.home_class == deploy.HOME_CLASS
     volumes = list(yaml.safe_load_all(storage.volumes))
@@ -328,7 +328,7 @@ def test_on_the_course_cluster_the_hub_and_each_seat_get_a_folder_of_the_node(mo
 def test_a_node_without_disk_for_every_seat_is_refused_before_anything_is_made(monkeypatch):
     shell = []
     monkeypatch.setattr(deploy, "_provider", lambda: "offline")
-    monkeypatch.setattr(deploy, "_node_shell", _node(2000, shell))
+    monkeypatch.setattr(deploy.manage, "node_shell", _node(2000, shell))
     with pytest.raises(LabError, match="2000 MiB of disk free") as err:
         deploy._storage(_cluster_with_classes(), 30)
     assert "fewer students" in err.value.fix

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import yaml
 
 from .. import paths
-from ..cluster import external, hostpaths, mesh
+from ..cluster import external, hostpaths, manage, mesh
 from ..errors import LabError
 from . import images, netpol
 
@@ -152,11 +152,6 @@ def _provider() -> str | None:
     return manage.current_provider()
 
 
-def _node_shell(command: str) -> str:
-    from ..cluster import manage
-    return manage.node_shell(command)
-
-
 class Storage(NamedTuple):
     hub_claim_line: str  # the hub's claim's storageClassName line ('' for the default class)
     volumes: str         # PersistentVolumes to apply: the course cluster's folders ('' elsewhere)
@@ -188,9 +183,9 @@ def _storage(cluster, students: int) -> Storage:
         return Storage("", "", "")
     check_node_disk(students)
     # hostPath does not honour fsGroup: each folder is made for its user here.
-    _node_shell(f"mkdir -p {HOST_VOLUME} && chown {HUB_UID}:{HUB_UID} {HOST_VOLUME} && chmod 700 {HOST_VOLUME}")
+    manage.node_shell(f"mkdir -p {HOST_VOLUME} && chown {HUB_UID}:{HUB_UID} {HOST_VOLUME} && chmod 700 {HOST_VOLUME}")
     seats = " ".join(str(HOME_VOLUMES / f"seat-{seat}") for seat in range(1, students + 1))
-    _node_shell(f"mkdir -p {seats} && chown {STUDENT_UID}:{STUDENT_UID} {seats} && chmod 700 {seats}")
+    manage.node_shell(f"mkdir -p {seats} && chown {STUDENT_UID}:{STUDENT_UID} {seats} && chmod 700 {seats}")
     volumes = [_host_volume("msalab-workshop-hub", HOST_VOLUME, "1Gi", "", f"{spec()['namespace']}/hub-db")]
     volumes += [_host_volume(f"{HOME_CLASS}-{seat}", HOME_VOLUMES / f"seat-{seat}", spec()["home_size"], HOME_CLASS)
                 for seat in range(1, students + 1)]
@@ -218,7 +213,7 @@ def check_node_disk(students: int) -> None:
     """The node's disk must hold every seat's home at its full size (a folder enforces no size)."""
     need = students * _memory_mi(spec()["home_size"]) + 1024  # and the hub's volume
     # The nearest existing folder: the workshop's own is made below.
-    free = _node_shell(f"d={HOST_VOLUME.parent}; while [ ! -d $d ]; do d=$(dirname $d); done; df -Pm $d | tail -1")
+    free = manage.node_shell(f"d={HOST_VOLUME.parent}; while [ ! -d $d ]; do d=$(dirname $d); done; df -Pm $d | tail -1")
     free_mib = int(free.split()[3])
     if free_mib < need:
         raise LabError(f"the cluster's node has {free_mib} MiB of disk free, and {students} student(s) need {need} MiB "
@@ -637,7 +632,7 @@ def _delete_claim(cluster, home) -> None:
 
 def _free_seat(cluster, seat: dict) -> None:
     """A Released seat: its folder emptied, then its claimRef removed (if still that claim's), so it binds the next claim."""
-    _node_shell(f"find {shlex.quote(seat['spec']['hostPath']['path'])} -mindepth 1 -delete")
+    manage.node_shell(f"find {shlex.quote(seat['spec']['hostPath']['path'])} -mindepth 1 -delete")
     patch = [{"op": "test", "path": "/spec/claimRef/uid", "value": seat["spec"]["claimRef"].get("uid")},
              {"op": "remove", "path": "/spec/claimRef"}]
     cluster.kubectl("patch", "pv", seat["metadata"]["name"], "--type=json", "-p", json.dumps(patch))
@@ -677,7 +672,7 @@ def down() -> list[str]:
         gone = cluster.kubectl("delete", kind, "-l", LABEL, "--ignore-not-found", "-o", "name", check=False).split()
         removed += gone
     if _provider() in ("offline", "kind"):
-        _node_shell(f"rm -rf {HOST_VOLUME.parent}")
+        manage.node_shell(f"rm -rf {HOST_VOLUME.parent}")
         if netpol.is_installed(cluster):
             netpol.uninstall(cluster)
             removed.append("kube-network-policies")
